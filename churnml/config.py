@@ -1,0 +1,143 @@
+"""Typed, strict sweep configuration shared by the CLI, the flows and ``prefect.yaml``.
+
+Every model forbids unknown keys, so a typo in a deployment's parameters or on the command line
+fails at the start of a run with a message naming the key, before any trial or MLflow run exists.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+MaxFeatures = Literal["sqrt", "log2"] | float
+ClassWeight = Literal["balanced", "balanced_subsample"] | None
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class IntRange(StrictModel):
+    """Inclusive integer bounds for one hyperparameter."""
+
+    low: int = Field(ge=1)
+    high: int = Field(ge=1)
+    log: bool = False
+
+    @model_validator(mode="after")
+    def _ordered(self) -> IntRange:
+        if self.low > self.high:
+            raise ValueError(f"low ({self.low}) must not exceed high ({self.high})")
+        return self
+
+
+class SearchSpace(StrictModel):
+    """Bounds of the hyperparameter search; ``k_max=None`` means every encoded feature."""
+
+    k_min: int = Field(default=1, ge=1)
+    k_max: int | None = Field(default=None, ge=1)
+    n_estimators: IntRange = IntRange(low=50, high=300, log=True)
+    max_depth: IntRange = IntRange(low=3, high=24)
+    allow_unlimited_depth: bool = True
+    min_samples_split: IntRange = IntRange(low=2, high=32, log=True)
+    min_samples_leaf: IntRange = IntRange(low=1, high=32, log=True)
+    max_features: list[MaxFeatures] = Field(default_factory=lambda: ["sqrt", "log2", 0.5, 1.0])
+    class_weight: list[ClassWeight] = Field(
+        default_factory=lambda: [None, "balanced", "balanced_subsample"]
+    )
+    criterion: list[Literal["gini", "entropy", "log_loss"]] = Field(
+        default_factory=lambda: ["gini", "entropy"]
+    )
+    max_samples: list[float | None] = Field(default_factory=lambda: [None, 0.5, 0.8])
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SearchSpace:
+        if self.k_max is not None and self.k_min > self.k_max:
+            raise ValueError(f"k_min ({self.k_min}) must not exceed k_max ({self.k_max})")
+        for name in ("max_features", "class_weight", "criterion", "max_samples"):
+            if not getattr(self, name):
+                raise ValueError(f"{name} needs at least one choice")
+        for value in self.max_features:
+            if isinstance(value, float) and not 0.0 < value <= 1.0:
+                raise ValueError(f"max_features fraction {value} must be in (0, 1]")
+        for value in self.max_samples:
+            if value is not None and not 0.0 < value <= 1.0:
+                raise ValueError(f"max_samples fraction {value} must be in (0, 1]")
+        return self
+
+
+class DataConfig(StrictModel):
+    """Where the rows come from: a CSV of the bank-churn schema, or the built-in generator."""
+
+    path: Path | None = Field(
+        default=None, description="CSV of the bank-churn schema; None uses the built-in data."
+    )
+    target: str = Field(default="Exited", min_length=1)
+    synthetic_rows: int = Field(
+        default=4000, ge=100, le=2_000_000, description="Rows generated when path is None."
+    )
+    synthetic_seed: int = 0
+    sample_rows: int | None = Field(
+        default=None, ge=50, description="Use a stratified sample of this many rows."
+    )
+
+
+class SweepConfig(StrictModel):
+    """Everything one sweep needs; validated before any work starts."""
+
+    data: DataConfig = DataConfig()
+    n_trials: int = Field(default=20, ge=1, le=10_000)
+    parallel: int = Field(default=2, ge=1, le=64, description="Trials run at once.")
+    cv_folds: int = Field(default=3, ge=2, le=20)
+    test_size: float = Field(default=0.2, gt=0.0, lt=0.9)
+    seed: int = 42
+    experiment_name: str = Field(default="bank-churn-sweep", min_length=1, max_length=200)
+    model_name: str = Field(default="bank-churn-classifier", min_length=1, max_length=200)
+    study_name: str | None = Field(
+        default=None, description="Optuna study name; None makes a fresh one per sweep."
+    )
+    pruner: Literal["median", "none"] = "median"
+    search_space: SearchSpace = SearchSpace()
+    skops_path: Path | None = Field(
+        default=None, description="Where to write the best model; None: mlruns/models/."
+    )
+    trial_retries: int = Field(default=1, ge=0, le=5)
+
+    @model_validator(mode="after")
+    def _fits_folds(self) -> SweepConfig:
+        if self.data.sample_rows is not None and self.data.sample_rows < 10 * self.cv_folds:
+            raise ValueError(
+                f"data.sample_rows ({self.data.sample_rows}) is too small for "
+                f"{self.cv_folds} CV folds; use at least {10 * self.cv_folds}"
+            )
+        return self
+
+
+class ConfigError(ValueError):
+    """A configuration value is wrong; the message says which and how to fix it."""
+
+
+def describe_validation_error(error: ValidationError, prefix: str = "config") -> str:
+    """One line per problem, naming the dotted key, e.g. ``config.n_trials: ...``."""
+    lines = []
+    for item in error.errors():
+        location = ".".join(str(part) for part in (prefix, *item["loc"]))
+        message = item["msg"]
+        if item["type"] == "extra_forbidden":
+            message = "unknown key (check its spelling)"
+        lines.append(f"{location}: {message} (got {item.get('input')!r})")
+    return "; ".join(lines)
+
+
+def parse_config(raw: dict | SweepConfig | None) -> SweepConfig:
+    """Validate raw settings into a :class:`SweepConfig`, raising :class:`ConfigError`."""
+    if isinstance(raw, SweepConfig):
+        return raw
+    try:
+        return SweepConfig.model_validate(raw or {})
+    except ValidationError as error:
+        raise ConfigError(
+            f"invalid sweep configuration: {describe_validation_error(error)}"
+        ) from None

@@ -1,0 +1,111 @@
+"""From a validated frame to what the search needs: a holdout split and the feature count."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from churnml.config import ConfigError, DataConfig, SweepConfig
+from churnml.data import (
+    generate_bank_churn,
+    read_csv,
+    split_holdout,
+    stratified_sample,
+    validate_frame,
+)
+from churnml.model import encoded_feature_names
+
+BUILT_IN_SOURCE = "built-in synthetic bank-churn data"
+
+
+def describe_source(data: DataConfig) -> str:
+    """Human-readable origin of the rows."""
+    if data.path is None:
+        return f"{BUILT_IN_SOURCE} ({data.synthetic_rows} rows, seed {data.synthetic_seed})"
+    return str(data.path)
+
+
+def load_raw(data: DataConfig) -> pd.DataFrame:
+    """Read the CSV (file-level checks) or generate the built-in data."""
+    if data.path is None:
+        return generate_bank_churn(data.synthetic_rows, seed=data.synthetic_seed)
+    return read_csv(Path(data.path), target=data.target)
+
+
+def validate(raw: pd.DataFrame, config: SweepConfig) -> pd.DataFrame:
+    """Schema and value checks; returns the clean frame (features then target)."""
+    return validate_frame(
+        raw,
+        source=describe_source(config.data),
+        target=config.data.target,
+        cv_folds=config.cv_folds,
+    )
+
+
+@dataclass(frozen=True)
+class PreparedData:
+    """The split the search and the final model use, plus facts about it."""
+
+    train: pd.DataFrame
+    test: pd.DataFrame
+    target: str
+    encoded_features: list[str]
+    digest: str
+    source: str
+    path: str | None
+    rows: int
+    churn_rate: float
+    feature_columns: list[str] = field(default_factory=list)
+
+    @property
+    def x_train(self) -> pd.DataFrame:
+        return self.train[self.feature_columns]
+
+    @property
+    def y_train(self) -> pd.Series:
+        return self.train[self.target]
+
+    @property
+    def x_test(self) -> pd.DataFrame:
+        return self.test[self.feature_columns]
+
+    @property
+    def y_test(self) -> pd.Series:
+        return self.test[self.target]
+
+
+def split(clean: pd.DataFrame, config: SweepConfig, *, digest: str) -> PreparedData:
+    """Sample (if asked), set the stratified holdout aside, and check k against the features.
+
+    Raises:
+        ConfigError: ``search_space.k_min``/``k_max`` exceed the number of encoded features.
+    """
+    target = config.data.target
+    if config.data.sample_rows is not None:
+        clean = stratified_sample(
+            clean, target=target, n_rows=config.data.sample_rows, seed=config.seed
+        )
+    train, test = split_holdout(clean, target=target, test_size=config.test_size, seed=config.seed)
+    feature_columns = [c for c in clean.columns if c != target]
+    encoded = encoded_feature_names(train[feature_columns])
+    space = config.search_space
+    for key, value in (("k_max", space.k_max), ("k_min", space.k_min)):
+        if value is not None and value > len(encoded):
+            raise ConfigError(
+                f"config.search_space.{key}: {value} is above the {len(encoded)} encoded "
+                f"features of this data ({', '.join(encoded)}); use at most {len(encoded)}"
+            )
+    return PreparedData(
+        train=train,
+        test=test,
+        target=target,
+        encoded_features=encoded,
+        digest=digest,
+        source=describe_source(config.data),
+        path=str(Path(config.data.path).resolve()) if config.data.path else None,
+        rows=len(clean),
+        churn_rate=float(clean[target].mean()),
+        feature_columns=feature_columns,
+    )

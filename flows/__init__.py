@@ -1,0 +1,1 @@
+"""Prefect flows (thin tasks over flows.steps) and the sweepflow command line."""

@@ -1,0 +1,199 @@
+"""The ``sweepflow`` command line.
+
+Configuration and data are checked here before Prefect starts, so a typo or a bad file costs a
+one-line message and exit code 2, not a server start and a traceback.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+from churnml import prepare
+from churnml.config import ConfigError, SweepConfig, parse_config
+from churnml.data import DataValidationError, frame_digest, generate_bank_churn
+
+app = typer.Typer(
+    help="Hyperparameter sweeps for a bank-churn classifier: Prefect + Optuna + MLflow + skops.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+errors = Console(stderr=True)
+
+EXIT_BAD_INPUT = 2
+EXIT_SWEEP_FAILED = 1
+
+
+def fail(message: str, code: int = EXIT_BAD_INPUT) -> typer.Exit:
+    """Print one line to stderr and return the exit to raise."""
+    errors.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
+def _read_config_file(path: Path) -> dict[str, Any]:
+    try:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
+        raise ConfigError(f"{path}: cannot read the config file ({error})") from None
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"{path}: the config file must hold a mapping of settings")
+    return loaded
+
+
+def build_config(file: Path | None, overrides: dict[str, Any]) -> SweepConfig:
+    """Config file values, then command-line options (those given) on top; validated."""
+    raw: dict[str, Any] = _read_config_file(file) if file else {}
+    for dotted, value in overrides.items():
+        if value is None:
+            continue
+        node = raw
+        *parents, leaf = dotted.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return parse_config(raw)
+
+
+def check_data(config: SweepConfig) -> prepare.PreparedData:
+    """Everything the flow checks about the data, done up front (fast, no server needed)."""
+    clean = prepare.validate(prepare.load_raw(config.data), config)
+    return prepare.split(clean, config, digest=frame_digest(clean))
+
+
+@app.command()
+def sweep(
+    data: Annotated[
+        Path | None,
+        typer.Option(help="CSV of the bank-churn schema. Default: the built-in generated data."),
+    ] = None,
+    rows: Annotated[
+        int | None, typer.Option(help="Rows of built-in data to generate (when no --data).")
+    ] = None,
+    target: Annotated[
+        str | None, typer.Option(help="Target column (0/1). Default: Exited.")
+    ] = None,
+    trials: Annotated[int | None, typer.Option(help="Trials to run. Default: 20.")] = None,
+    parallel: Annotated[
+        int | None, typer.Option(help="Trials run at once (threads). Default: 2.")
+    ] = None,
+    folds: Annotated[int | None, typer.Option(help="Cross-validation folds. Default: 3.")] = None,
+    test_size: Annotated[
+        float | None, typer.Option(help="Holdout fraction kept from the search. Default: 0.2.")
+    ] = None,
+    sample_rows: Annotated[
+        int | None, typer.Option(help="Use a stratified sample of this many rows.")
+    ] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed of sampler, splits and forest.")] = None,
+    experiment: Annotated[str | None, typer.Option(help="MLflow experiment name.")] = None,
+    model_name: Annotated[str | None, typer.Option(help="Registered model name.")] = None,
+    study: Annotated[
+        str | None, typer.Option(help="Optuna study name. Default: a fresh study per sweep.")
+    ] = None,
+    pruner: Annotated[str | None, typer.Option(help="median or none. Default: median.")] = None,
+    skops_path: Annotated[
+        Path | None, typer.Option(help="Where to write the best model's .skops file.")
+    ] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option(help="YAML file of settings (same keys as the flow's config); options win."),
+    ] = None,
+) -> None:
+    """Run a sweep: mapped Optuna trials in Prefect, tracked in MLflow, best model registered."""
+    try:
+        settings = build_config(
+            config,
+            {
+                "data.path": str(data) if data else None,
+                "data.synthetic_rows": rows,
+                "data.target": target,
+                "data.sample_rows": sample_rows,
+                "n_trials": trials,
+                "parallel": parallel,
+                "cv_folds": folds,
+                "test_size": test_size,
+                "seed": seed,
+                "experiment_name": experiment,
+                "model_name": model_name,
+                "study_name": study,
+                "pruner": pruner,
+                "skops_path": str(skops_path) if skops_path else None,
+            },
+        )
+        prepared = check_data(settings)
+    except (ConfigError, DataValidationError) as error:
+        raise fail(str(error)) from None
+    console.print(
+        f"Sweeping {settings.n_trials} trials ({settings.parallel} at once) on "
+        f"{prepared.source}: {prepared.rows} rows, churn {prepared.churn_rate:.1%}",
+        highlight=False,
+    )
+    from flows.sweep import SweepFailedError
+    from flows.sweep import sweep as sweep_flow
+
+    try:
+        summary = sweep_flow(config=settings)
+    except SweepFailedError as error:
+        raise fail(str(error), EXIT_SWEEP_FAILED) from None
+    print_summary(summary)
+
+
+def print_summary(summary: Any) -> None:
+    """What the sweep found, and how to look at it in the two UIs."""
+    table = Table(title=f"Sweep {summary.study_name}", show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column()
+    table.add_row(
+        "trials",
+        f"{summary.trials_complete} complete, {summary.trials_pruned} pruned, "
+        f"{summary.trials_failed} failed",
+    )
+    table.add_row(
+        "best trial", f"trial-{summary.best_trial:03d}: CV ROC AUC {summary.best_cv_auc:.4f}"
+    )
+    table.add_row("best params", ", ".join(f"{k}={v}" for k, v in summary.best_params.items()))
+    holdout = summary.holdout
+    table.add_row(
+        "holdout",
+        f"ROC AUC {holdout['roc_auc']:.4f}, accuracy {holdout['accuracy']:.4f}, "
+        f"F1 {holdout['f1']:.4f}, precision {holdout['precision']:.4f}, "
+        f"recall {holdout['recall']:.4f}, log loss {holdout['log_loss']:.4f}",
+    )
+    table.add_row(
+        "model",
+        f"{summary.model_name} v{summary.model_version} "
+        f"(aliases: {', '.join(summary.model_aliases) or 'none'})",
+    )
+    table.add_row("skops file", summary.skops_path)
+    table.add_row("sha256", summary.skops_sha256)
+    table.add_row("tracking", summary.tracking_uri)
+    console.print(table)
+    console.print("\nSee the results:", style="bold")
+    console.print(f"  MLflow UI:  {summary.mlflow_ui_command}", highlight=False, soft_wrap=True)
+    console.print(
+        f"              then open {summary.mlflow_run_url}", highlight=False, soft_wrap=True
+    )
+    console.print(f"  Prefect UI: {summary.prefect_ui_hint}", highlight=False, soft_wrap=True)
+
+
+@app.command("generate-data")
+def generate_data(
+    out: Annotated[Path, typer.Option(help="CSV file to write.")],
+    rows: Annotated[int, typer.Option(help="Number of rows.")] = 20_000,
+    seed: Annotated[int, typer.Option(help="Generator seed.")] = 0,
+) -> None:
+    """Write the built-in synthetic bank-churn data (Kaggle S4E1 schema) to a CSV file."""
+    frame = generate_bank_churn(rows, seed=seed)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(out, index=False)
+    console.print(f"wrote {len(frame)} rows to {out}")
+
+
+if __name__ == "__main__":  # pragma: no cover - python -m flows.cli
+    app()

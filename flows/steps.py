@@ -1,0 +1,158 @@
+"""Plain functions behind the sweep's tasks: glue between the ML core and ``tracking/``.
+
+Nothing here imports Prefect, so each step is tested by calling it directly; the flow module
+wraps them in thin tasks.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import optuna
+
+from churnml.evaluate import TrialScoreError
+from churnml.prepare import PreparedData
+from churnml.search import score_trial
+from tracking import runs
+from tracking.store import TrackingTarget, client_for
+
+
+@dataclass(frozen=True)
+class TrialContext:
+    """What every trial of one sweep shares; small, so it is cheap to pass to each task."""
+
+    data_key: str
+    target: TrackingTarget
+    experiment_id: str
+    parent_run_id: str
+    study_name: str
+    cv_folds: int
+    seed: int
+    flow_run_id: str | None = None
+
+
+@dataclass(frozen=True)
+class TrialOutcome:
+    """A trial that ran to an end the search can use: COMPLETE or PRUNED."""
+
+    number: int
+    state: str
+    value: float | None
+    params: dict[str, Any]
+    fold_scores: list[float] = field(default_factory=list)
+    fit_seconds: float = 0.0
+    run_id: str | None = None
+
+
+def execute_trial(
+    trial: optuna.Trial,
+    params: dict[str, Any],
+    data: PreparedData,
+    context: TrialContext,
+    *,
+    task_run_id: str | None = None,
+    attempt: int = 1,
+) -> TrialOutcome:
+    """Score one trial and log it as a child run of the sweep.
+
+    A retry (``attempt > 1``) reuses the child run made by the first attempt. A trial whose
+    scoring raises is logged FAILED and the error propagates, so the caller marks it failed.
+    """
+    client = client_for(context.target)
+    run_id = runs.start_trial_run(
+        client,
+        context.experiment_id,
+        parent_run_id=context.parent_run_id,
+        study_name=context.study_name,
+        number=trial.number,
+        params=params,
+        tags={runs.TAG_FLOW_RUN: context.flow_run_id, runs.TAG_TASK_RUN: task_run_id},
+        reuse_existing=attempt > 1,
+    )
+    started = time.perf_counter()
+    try:
+        result = score_trial(
+            trial, params, data.x_train, data.y_train, folds=context.cv_folds, seed=context.seed
+        )
+    except optuna.TrialPruned as pruned:
+        scores = list(getattr(pruned, "partial_scores", []))
+        elapsed = time.perf_counter() - started
+        runs.finish_trial_run(
+            client,
+            run_id,
+            state="PRUNED",
+            fold_scores=scores,
+            metrics={"fit_seconds": elapsed},
+            error=str(pruned),
+        )
+        return TrialOutcome(
+            number=trial.number,
+            state="PRUNED",
+            value=None,
+            params=params,
+            fold_scores=scores,
+            fit_seconds=elapsed,
+            run_id=run_id,
+        )
+    except Exception as error:
+        if is_transient(error):
+            raise  # the task retries; the run stays RUNNING until the retry reuses it
+        runs.finish_trial_run(
+            client,
+            run_id,
+            state="FAIL",
+            fold_scores=[],
+            metrics={"fit_seconds": time.perf_counter() - started},
+            error=f"{type(error).__name__}: {error}",
+        )
+        raise
+    if not math.isfinite(result.mean_auc):
+        runs.finish_trial_run(
+            client,
+            run_id,
+            state="FAIL",
+            fold_scores=result.fold_scores,
+            metrics={},
+            error="mean CV AUC is not finite",
+        )
+        raise TrialScoreError(f"trial {trial.number}: mean CV AUC is not finite")
+    runs.finish_trial_run(
+        client,
+        run_id,
+        state="COMPLETE",
+        fold_scores=result.fold_scores,
+        metrics={"cv_auc_mean": result.mean_auc, "fit_seconds": result.fit_seconds},
+    )
+    return TrialOutcome(
+        number=trial.number,
+        state="COMPLETE",
+        value=result.mean_auc,
+        params=params,
+        fold_scores=result.fold_scores,
+        fit_seconds=result.fit_seconds,
+        run_id=run_id,
+    )
+
+
+def is_transient(error: BaseException) -> bool:
+    """Errors worth a retry: I/O, network and database-busy errors, not bugs or bad data."""
+    if isinstance(error, ConnectionError | TimeoutError):
+        return True
+    name = type(error).__name__
+    if name == "OperationalError":  # sqlalchemy/sqlite "database is locked" and friends
+        return True
+    code = getattr(error, "error_code", None)
+    return code in {"TEMPORARILY_UNAVAILABLE", "REQUEST_LIMIT_EXCEEDED"}
+
+
+def close_lost_trial_run(context: TrialContext, number: int, error: str) -> None:
+    """Mark the child run of a trial whose task failed for good as FAILED, if it is open."""
+    client = client_for(context.target)
+    run_id = runs.find_trial_run(
+        client, context.experiment_id, study_name=context.study_name, number=number
+    )
+    if run_id is not None and client.get_run(run_id).info.status == "RUNNING":
+        runs.finish_trial_run(client, run_id, state="FAIL", fold_scores=[], metrics={}, error=error)

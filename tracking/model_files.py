@@ -1,0 +1,92 @@
+"""The one module that reads and writes model files: skops, with a trusted-types allowlist.
+
+The allowlist lives here, in code, and is never read from the file being loaded. A file is
+checked before anything in it is constructed: its size, its sha256 (when one was recorded) and
+the types its schema names (``skops.io.get_untrusted_types`` reads only the schema). Pickle is
+never used for files we hand out.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import skops.io as sio
+
+#: Types our churn pipeline needs beyond skops' built-in safe set. Widening this list is a
+#: security decision: add a type only after checking it cannot run code on load.
+TRUSTED_TYPES: tuple[str, ...] = (
+    "numpy.dtype",
+    "sklearn.feature_selection._univariate_selection.f_classif",
+    "sklearn.tree._tree.Tree",
+)
+
+#: Refuse files larger than this unless the caller allows more (a forest can be large).
+DEFAULT_MAX_BYTES = 2 * 1024**3
+
+
+class ModelFileError(ValueError):
+    """A model file was refused: missing, too large, tampered with, or holding untrusted types."""
+
+
+def sha256_of(path: str | Path) -> str:
+    """Streaming sha256 of a file, as hex."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def save_model_file(model: Any, path: str | Path) -> str:
+    """Write ``model`` as a compressed skops file (atomically) and return its sha256."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    sio.dump(model, partial, compression=zipfile.ZIP_DEFLATED, compresslevel=6)
+    os.replace(partial, path)
+    return sha256_of(path)
+
+
+def check_model_file(
+    path: str | Path, *, expected_sha256: str | None = None, max_bytes: int = DEFAULT_MAX_BYTES
+) -> None:
+    """Refuse a file before loading it; raises :class:`ModelFileError` saying why."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"{path}: no such model file")
+    size = path.stat().st_size
+    if size > max_bytes:
+        raise ModelFileError(f"{path}: {size} bytes is over the {max_bytes}-byte limit")
+    if expected_sha256 is not None:
+        actual = sha256_of(path)
+        if actual != expected_sha256:
+            raise ModelFileError(
+                f"{path}: sha256 {actual} does not match the recorded {expected_sha256}; "
+                "the file was changed or replaced"
+            )
+    if not zipfile.is_zipfile(path):
+        raise ModelFileError(f"{path}: not a skops file (a pickle or other format); refused")
+    try:
+        untrusted = sio.get_untrusted_types(file=path)
+    except Exception as error:  # any parse failure means we cannot vouch for the file
+        raise ModelFileError(f"{path}: unreadable skops schema ({error}); refused") from None
+    refused = sorted(set(untrusted) - set(TRUSTED_TYPES))
+    if refused:
+        raise ModelFileError(
+            f"{path}: holds types outside our allowlist: {', '.join(refused)}; refused"
+        )
+
+
+def load_model_file(
+    path: str | Path, *, expected_sha256: str | None = None, max_bytes: int = DEFAULT_MAX_BYTES
+) -> Any:
+    """Check, then load a skops model file trusting only :data:`TRUSTED_TYPES`."""
+    check_model_file(path, expected_sha256=expected_sha256, max_bytes=max_bytes)
+    try:
+        return sio.load(path, trusted=list(TRUSTED_TYPES))
+    except Exception as error:
+        raise ModelFileError(f"{path}: could not load ({error})") from None

@@ -1,0 +1,134 @@
+"""The best model in MLflow: logged under the sweep run (skops format) and registered with aliases.
+
+Registration is idempotent per sweep: a version already registered from the sweep's run is
+reused, so re-running the final step (or a retried task) never makes a second version.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import mlflow.sklearn
+import pandas as pd
+from mlflow import MlflowClient
+from mlflow.entities.model_registry import ModelVersion
+from mlflow.exceptions import MlflowException
+from mlflow.models import infer_signature
+
+from tracking.model_files import TRUSTED_TYPES
+
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+MODEL_ARTIFACT_NAME = "model"
+
+
+@dataclass(frozen=True)
+class RegisteredVersion:
+    """A model version and what this call did to it."""
+
+    name: str
+    version: str
+    aliases: tuple[str, ...]
+    model_uri: str
+    created: bool
+
+
+def _requirements() -> list[str]:
+    """Pinned runtime requirements, given explicitly so MLflow need not infer them (slow)."""
+    pins = []
+    for package in ("scikit-learn", "skops", "pandas", "numpy", "scipy"):
+        try:
+            pins.append(f"{package}=={importlib.metadata.version(package)}")
+        except importlib.metadata.PackageNotFoundError:  # pragma: no cover - all are deps
+            pins.append(package)
+    return pins
+
+
+def find_version_for_run(client: MlflowClient, name: str, run_id: str) -> ModelVersion | None:
+    """The version of ``name`` registered from ``run_id``, if there is one."""
+    try:
+        versions = client.search_model_versions(f"name = '{name}' and run_id = '{run_id}'")
+    except MlflowException:
+        return None
+    return min(versions, key=lambda v: int(v.version)) if versions else None
+
+
+def _alias_holder(client: MlflowClient, name: str, alias: str) -> ModelVersion | None:
+    try:
+        return client.get_model_version_by_alias(name, alias)
+    except MlflowException:
+        return None
+
+
+def _ensure_registered_model(client: MlflowClient, name: str) -> None:
+    try:
+        client.get_registered_model(name)
+    except MlflowException:
+        try:
+            client.create_registered_model(
+                name, description="Bank-churn classifier from sweepflow sweeps."
+            )
+        except MlflowException as error:  # another sweep created it meanwhile
+            if "RESOURCE_ALREADY_EXISTS" not in str(error.error_code):
+                raise
+
+
+def register_best_model(
+    client: MlflowClient,
+    *,
+    run_id: str,
+    model: Any,
+    model_name: str,
+    input_example: pd.DataFrame,
+    tags: Mapping[str, Any],
+) -> RegisteredVersion:
+    """Log ``model`` under the sweep run with skops and register it as the ``challenger``.
+
+    When the registry has no ``champion`` yet, the new version becomes champion too.
+    """
+    existing = find_version_for_run(client, model_name, run_id)
+    created = existing is None
+    if existing is None:
+        signature = infer_signature(input_example, model.predict_proba(input_example)[:, 1])
+        info = mlflow.sklearn.log_model(
+            model,
+            name=MODEL_ARTIFACT_NAME,
+            run_id=run_id,
+            serialization_format="skops",
+            skops_trusted_types=list(TRUSTED_TYPES),
+            signature=signature,
+            input_example=input_example,
+            pip_requirements=_requirements(),
+            # MLflow would reload the model through pyfunc to check the example, which needs
+            # pickle deserialization switched on; our own loader is tested instead.
+            validate_serving_input=False,
+        )
+        _ensure_registered_model(client, model_name)
+        existing = client.create_model_version(
+            model_name,
+            source=info.model_uri,
+            run_id=run_id,
+            tags={k: str(v) for k, v in tags.items() if v is not None},
+            model_id=info.model_id,
+        )
+    version = existing.version
+    client.set_registered_model_alias(model_name, CHALLENGER, version)
+    if _alias_holder(client, model_name, CHAMPION) is None:
+        client.set_registered_model_alias(model_name, CHAMPION, version)
+    aliases = tuple(client.get_model_version(model_name, version).aliases)
+    return RegisteredVersion(
+        name=model_name,
+        version=str(version),
+        aliases=tuple(sorted(aliases)),
+        model_uri=f"models:/{model_name}/{version}",
+        created=created,
+    )
+
+
+def tag_version(client: MlflowClient, name: str, version: str, tags: Mapping[str, Any]) -> None:
+    """Set tags on a model version (e.g. the sha256 of its standalone skops file)."""
+    for key, value in tags.items():
+        client.set_model_version_tag(name, version, key, str(value))

@@ -1,0 +1,217 @@
+"""Sweep (parent) and trial (child) runs, logged through ``MlflowClient`` with explicit run ids.
+
+Parallel trials never touch MLflow's fluent "active run": each call names its run.
+"""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from mlflow import MlflowClient
+from mlflow.data import from_pandas
+from mlflow.data.code_dataset_source import CodeDatasetSource
+from mlflow.entities import DatasetInput, InputTag, Metric, Param, RunTag
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NOTE, MLFLOW_GIT_COMMIT
+
+#: Tag keys we set; one place so finding runs and writing them agree.
+TAG_KIND = "sweepflow.kind"
+TAG_STUDY = "sweepflow.study_name"
+TAG_TRIAL = "sweepflow.trial_number"
+TAG_TRIAL_STATE = "sweepflow.trial_state"
+TAG_FLOW_RUN = "prefect.flow_run_id"
+TAG_FLOW_RUN_URL = "prefect.flow_run_url"
+TAG_TASK_RUN = "prefect.task_run_id"
+TAG_DATA_DIGEST = "sweepflow.data_digest"
+TAG_ERROR = "sweepflow.error"
+
+MAX_PARAM_LENGTH = 6000
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _param_value(value: Any) -> str:
+    return str(value)[:MAX_PARAM_LENGTH]
+
+
+def _params(values: Mapping[str, Any]) -> list[Param]:
+    return [Param(key, _param_value(value)) for key, value in values.items()]
+
+
+def _tags(values: Mapping[str, Any]) -> list[RunTag]:
+    return [RunTag(key, str(value)) for key, value in values.items() if value is not None]
+
+
+def git_commit(folder: str | Path = ".") -> str | None:
+    """The commit checked out in ``folder``, or None outside a git work tree."""
+    try:
+        result = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=folder,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return result.stdout.strip() or None if result.returncode == 0 else None
+
+
+def start_sweep_run(
+    client: MlflowClient,
+    experiment_id: str,
+    *,
+    run_name: str,
+    params: Mapping[str, Any],
+    tags: Mapping[str, Any],
+) -> str:
+    """Create the sweep's parent run and return its id."""
+    run = client.create_run(
+        experiment_id,
+        run_name=run_name,
+        tags={TAG_KIND: "sweep", **{k: str(v) for k, v in tags.items() if v is not None}},
+    )
+    commit = git_commit()
+    extra_tags = {MLFLOW_GIT_COMMIT: commit} if commit else {}
+    client.log_batch(run.info.run_id, params=_params(params), tags=_tags(extra_tags))
+    return run.info.run_id
+
+
+def log_training_data(
+    client: MlflowClient,
+    run_id: str,
+    frame: pd.DataFrame,
+    *,
+    source: str | None,
+    name: str,
+    digest: str,
+    target: str,
+    generator: Mapping[str, Any] | None = None,
+) -> None:
+    """Record the data as an MLflow dataset input (source and digest) of the run."""
+    dataset_source: Any = source
+    if source is None:
+        dataset_source = CodeDatasetSource(tags={k: str(v) for k, v in (generator or {}).items()})
+    dataset = from_pandas(frame, source=dataset_source, targets=target, name=name, digest=digest)
+    client.log_inputs(
+        run_id,
+        datasets=[
+            DatasetInput(
+                dataset._to_mlflow_entity(), tags=[InputTag("mlflow.data.context", "training")]
+            )
+        ],
+    )
+    client.set_tag(run_id, TAG_DATA_DIGEST, digest)
+
+
+def finish_sweep_run(
+    client: MlflowClient,
+    run_id: str,
+    *,
+    status: str,
+    metrics: Mapping[str, float],
+    params: Mapping[str, Any] = {},
+    tags: Mapping[str, Any] = {},
+    note: str | None = None,
+) -> None:
+    """Log the sweep's results and close the parent run with ``status`` (FINISHED/FAILED)."""
+    timestamp = _now_ms()
+    all_tags = dict(tags)
+    if note:
+        all_tags[MLFLOW_RUN_NOTE] = note
+    client.log_batch(
+        run_id,
+        metrics=[
+            Metric(key, float(value), timestamp, 0)
+            for key, value in metrics.items()
+            if value is not None and math.isfinite(float(value))
+        ],
+        params=_params(params),
+        tags=_tags(all_tags),
+    )
+    client.set_terminated(run_id, status=status)
+
+
+def trial_run_name(number: int) -> str:
+    """Readable child run name, sorted correctly as text: ``trial-007``."""
+    return f"trial-{number:03d}"
+
+
+def find_trial_run(
+    client: MlflowClient, experiment_id: str, *, study_name: str, number: int
+) -> str | None:
+    """The run already made for this study's trial ``number`` (e.g. before a retry), if any."""
+    runs = client.search_runs(
+        [experiment_id],
+        filter_string=(f"tags.`{TAG_STUDY}` = '{study_name}' and tags.`{TAG_TRIAL}` = '{number}'"),
+        max_results=1,
+    )
+    return runs[0].info.run_id if runs else None
+
+
+def start_trial_run(
+    client: MlflowClient,
+    experiment_id: str,
+    *,
+    parent_run_id: str,
+    study_name: str,
+    number: int,
+    params: Mapping[str, Any],
+    tags: Mapping[str, Any],
+    reuse_existing: bool = False,
+) -> str:
+    """Create the child run of one trial (or, on a retry, find the one already made)."""
+    if reuse_existing:
+        existing = find_trial_run(client, experiment_id, study_name=study_name, number=number)
+        if existing is not None:
+            client.update_run(existing, status="RUNNING")
+            return existing
+    run = client.create_run(
+        experiment_id,
+        run_name=trial_run_name(number),
+        tags={
+            MLFLOW_PARENT_RUN_ID: parent_run_id,
+            TAG_KIND: "trial",
+            TAG_STUDY: study_name,
+            TAG_TRIAL: str(number),
+            **{k: str(v) for k, v in tags.items() if v is not None},
+        },
+    )
+    client.log_batch(run.info.run_id, params=_params(params))
+    return run.info.run_id
+
+
+def finish_trial_run(
+    client: MlflowClient,
+    run_id: str,
+    *,
+    state: str,
+    fold_scores: Sequence[float],
+    metrics: Mapping[str, float],
+    error: str | None = None,
+) -> None:
+    """Log per-fold AUC as step metrics plus summary metrics, and close the child run.
+
+    ``state`` is the Optuna outcome: COMPLETE -> FINISHED, PRUNED -> KILLED, FAIL -> FAILED.
+    """
+    timestamp = _now_ms()
+    batch = [Metric("fold_auc", float(s), timestamp, step) for step, s in enumerate(fold_scores)]
+    batch += [
+        Metric(key, float(value), timestamp, 0)
+        for key, value in metrics.items()
+        if value is not None and math.isfinite(float(value))
+    ]
+    tags = {TAG_TRIAL_STATE: state}
+    if error:
+        tags[TAG_ERROR] = error[:5000]
+    client.log_batch(run_id, metrics=batch, tags=_tags(tags))
+    status = {"COMPLETE": "FINISHED", "PRUNED": "KILLED"}.get(state, "FAILED")
+    client.set_terminated(run_id, status=status)

@@ -1,0 +1,133 @@
+"""Where tracking data lives: the MLflow tracking/registry URIs and the local ``mlruns/`` store.
+
+The environment decides (``MLFLOW_TRACKING_URI``, ``MLFLOW_REGISTRY_URI``); without it, a SQLite
+database and an artifact folder under ``mlruns/`` (``SWEEPFLOW_MLRUNS`` moves that folder, which
+is how the tests keep away from the real one). MLflow 3.17 refuses the old file store, so the
+local default is SQLite, not plain folders.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import mlflow
+from mlflow import MlflowClient
+
+# Our processes never deserialize pickles through MLflow (model files go through skops).
+os.environ.setdefault("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "false")
+
+
+def mlruns_dir() -> Path:
+    """The local store folder: ``$SWEEPFLOW_MLRUNS`` or ``./mlruns``, made absolute."""
+    return Path(os.environ.get("SWEEPFLOW_MLRUNS", "mlruns")).expanduser().resolve()
+
+
+@dataclass(frozen=True)
+class TrackingTarget:
+    """Resolved MLflow locations for one sweep."""
+
+    tracking_uri: str
+    registry_uri: str
+    #: Artifact root for new experiments; None lets the server decide.
+    artifact_root: str | None
+
+    @property
+    def is_local_sqlite(self) -> bool:
+        return self.tracking_uri.startswith("sqlite:")
+
+    @property
+    def ui_base(self) -> str:
+        """Address of the MLflow UI: the server itself, or what :attr:`ui_command` serves."""
+        if self.tracking_uri.startswith(("http://", "https://")):
+            return mask_uri(self.tracking_uri).rstrip("/")
+        return "http://127.0.0.1:5000"
+
+    def run_url(self, experiment_id: str, run_id: str) -> str:
+        """The MLflow UI page of a run."""
+        return f"{self.ui_base}/#/experiments/{experiment_id}/runs/{run_id}"
+
+    def model_version_url(self, name: str, version: str) -> str:
+        """The MLflow UI page of a registered model version."""
+        return f"{self.ui_base}/#/models/{name}/versions/{version}"
+
+    @property
+    def ui_command(self) -> str:
+        """The shell command that shows these results in the MLflow UI."""
+        if self.tracking_uri.startswith(("http://", "https://")):
+            return f"open {mask_uri(self.tracking_uri)}"
+        command = f"mlflow ui --backend-store-uri {mask_uri(self.tracking_uri)}"
+        if self.registry_uri != self.tracking_uri:
+            command += f" --registry-store-uri {mask_uri(self.registry_uri)}"
+        return command + " --host 127.0.0.1 --port 5000"
+
+
+def resolve_target() -> TrackingTarget:
+    """Read the environment; fall back to SQLite + artifacts under :func:`mlruns_dir`."""
+    env_uri = os.environ.get("MLFLOW_TRACKING_URI", "").strip()
+    if env_uri:
+        registry = os.environ.get("MLFLOW_REGISTRY_URI", "").strip() or env_uri
+        return TrackingTarget(tracking_uri=env_uri, registry_uri=registry, artifact_root=None)
+    folder = mlruns_dir()
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    registry = os.environ.get("MLFLOW_REGISTRY_URI", "").strip() or uri
+    return TrackingTarget(
+        tracking_uri=uri, registry_uri=registry, artifact_root=(folder / "artifacts").as_uri()
+    )
+
+
+def connect(target: TrackingTarget | None = None) -> MlflowClient:
+    """Point MLflow at the target (creating the local store) and return a client.
+
+    The global URIs are set too, because ``mlflow.sklearn.log_model`` resolves them itself.
+    Creating the store here, once, before trials fan out, avoids the schema-migration race that a
+    fresh SQLite store suffers when several writers open it at once.
+    """
+    target = target or resolve_target()
+    if target.is_local_sqlite:
+        Path(target.tracking_uri.removeprefix("sqlite:///")).parent.mkdir(
+            parents=True, exist_ok=True
+        )
+    mlflow.set_tracking_uri(target.tracking_uri)
+    mlflow.set_registry_uri(target.registry_uri)
+    client = MlflowClient(tracking_uri=target.tracking_uri, registry_uri=target.registry_uri)
+    client.search_experiments(max_results=1)  # creates and migrates the store now
+    return client
+
+
+def ensure_experiment(client: MlflowClient, name: str, target: TrackingTarget) -> str:
+    """The id of experiment ``name``, created (with a local artifact root) when missing."""
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        if experiment.lifecycle_stage == "deleted":
+            client.restore_experiment(experiment.experiment_id)
+        return experiment.experiment_id
+    location = None
+    if target.artifact_root is not None:
+        slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-") or "experiment"
+        location = f"{target.artifact_root}/{slug}"
+    return client.create_experiment(name, artifact_location=location)
+
+
+def mask_uri(uri: str) -> str:
+    """Hide the password (and any token) in a URI, e.g. ``postgresql://u:***@host/db``."""
+    try:
+        parts = urlsplit(uri)
+    except ValueError:
+        return "***"
+    if parts.password is None and not parts.username:
+        return uri
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    user = parts.username or ""
+    credentials = f"{user}:***@" if parts.password is not None else f"{user}@"
+    return urlunsplit((parts.scheme, credentials + host, parts.path, parts.query, parts.fragment))
+
+
+def client_for(target: TrackingTarget) -> MlflowClient:
+    """A client on an already-connected target (no store checks: cheap enough per task)."""
+    return MlflowClient(tracking_uri=target.tracking_uri, registry_uri=target.registry_uri)
