@@ -6,8 +6,11 @@ reused, so re-running the final step (or a retried task) never makes a second ve
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
-from collections.abc import Mapping
+import logging
+import warnings
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,6 +48,25 @@ def _requirements() -> list[str]:
         except importlib.metadata.PackageNotFoundError:  # pragma: no cover - all are deps
             pins.append(package)
     return pins
+
+
+@contextlib.contextmanager
+def _quiet_model_logging() -> Iterator[None]:
+    """Silence two expected complaints of ``log_model``.
+
+    MLflow reloads the model through pyfunc to check the input example, which our processes
+    refuse (pickle deserialization is off; our own skops loader is tested instead), and it hints
+    that the integer columns of the example cannot hold NaN (the pipeline imputes them).
+    """
+    logger = logging.getLogger("mlflow.models.model")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer")
+            yield
+    finally:
+        logger.setLevel(level)
 
 
 def find_version_for_run(client: MlflowClient, name: str, run_id: str) -> ModelVersion | None:
@@ -93,19 +115,17 @@ def register_best_model(
     created = existing is None
     if existing is None:
         signature = infer_signature(input_example, model.predict_proba(input_example)[:, 1])
-        info = mlflow.sklearn.log_model(
-            model,
-            name=MODEL_ARTIFACT_NAME,
-            run_id=run_id,
-            serialization_format="skops",
-            skops_trusted_types=list(TRUSTED_TYPES),
-            signature=signature,
-            input_example=input_example,
-            pip_requirements=_requirements(),
-            # MLflow would reload the model through pyfunc to check the example, which needs
-            # pickle deserialization switched on; our own loader is tested instead.
-            validate_serving_input=False,
-        )
+        with _quiet_model_logging():
+            info = mlflow.sklearn.log_model(
+                model,
+                name=MODEL_ARTIFACT_NAME,
+                run_id=run_id,
+                serialization_format="skops",
+                skops_trusted_types=list(TRUSTED_TYPES),
+                signature=signature,
+                input_example=input_example,
+                pip_requirements=_requirements(),
+            )
         _ensure_registered_model(client, model_name)
         existing = client.create_model_version(
             model_name,

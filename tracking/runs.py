@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 import subprocess
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -100,7 +101,11 @@ def log_training_data(
     dataset_source: Any = source
     if source is None:
         dataset_source = CodeDatasetSource(tags={k: str(v) for k, v in (generator or {}).items()})
-    dataset = from_pandas(frame, source=dataset_source, targets=target, name=name, digest=digest)
+    with warnings.catch_warnings():  # the integer target cannot hold NaN: true and harmless
+        warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer")
+        dataset = from_pandas(
+            frame, source=dataset_source, targets=target, name=name, digest=digest
+        )
     client.log_inputs(
         run_id,
         datasets=[

@@ -1,0 +1,44 @@
+"""Test isolation: a temporary MLflow store and Optuna journal, one Prefect harness a session.
+
+Nothing here writes to the real ``mlruns/``: ``SWEEPFLOW_MLRUNS`` points the local store at a
+temporary folder, and any tracking/storage URLs from the developer's shell are removed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def isolated_stores(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Point every store at a session-wide temporary folder."""
+    folder = tmp_path_factory.mktemp("sweepflow") / "mlruns"
+    patch = pytest.MonkeyPatch()
+    patch.setenv("SWEEPFLOW_MLRUNS", str(folder))
+    for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "OPTUNA_STORAGE"):
+        patch.delenv(name, raising=False)
+    patch.setenv("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    yield folder
+    patch.undo()
+
+
+@pytest.fixture(scope="session")
+def prefect_harness() -> Iterator[None]:
+    """A temporary Prefect server and database for the whole session (started once: ~20 s)."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    """The real data files beside the repo; tests using them skip when they are absent."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"{SHARED_DATA} is not there")
+    return SHARED_DATA

@@ -1,0 +1,227 @@
+"""End-to-end: the sweep flow under a Prefect test harness, read back through MlflowClient."""
+
+from __future__ import annotations
+
+import numpy as np
+import optuna
+import pytest
+from mlflow import MlflowClient
+
+from churnml import prepare
+from churnml.config import DataConfig, SweepConfig
+from churnml.data import frame_digest
+from churnml.model import build_pipeline, fit_quietly
+from flows import steps
+from flows.sweep import SweepFailedError, SweepSummary, sweep
+from tracking import registry, runs
+from tracking.model_files import load_model_file, sha256_of
+from tracking.store import client_for, connect, resolve_target
+
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]
+
+
+def small_config(experiment: str, **overrides) -> SweepConfig:
+    settings = {
+        "data": DataConfig(synthetic_rows=900, synthetic_seed=1),
+        "n_trials": 5,
+        "parallel": 2,
+        "cv_folds": 3,
+        "experiment_name": experiment,
+        "model_name": f"{experiment}-model",
+        "search_space": {"n_estimators": {"low": 10, "high": 40}},
+    }
+    settings.update(overrides)
+    return SweepConfig.model_validate(settings)
+
+
+def children_of(client: MlflowClient, summary: SweepSummary):
+    return client.search_runs(
+        [summary.experiment_id],
+        filter_string=f"tags.`mlflow.parentRunId` = '{summary.parent_run_id}'",
+    )
+
+
+def read_artifacts(flow_run_id: str) -> dict[str, object]:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]))
+        )
+    return {artifact.key: artifact for artifact in found}
+
+
+@pytest.fixture(scope="module")
+def first_sweep() -> tuple[SweepConfig, SweepSummary]:
+    config = small_config("e2e")
+    return config, sweep(config=config)
+
+
+def test_parent_and_child_runs(first_sweep):
+    config, summary = first_sweep
+    client = connect()
+    parent = client.get_run(summary.parent_run_id)
+    assert parent.info.status == "FINISHED"
+    assert parent.data.tags[runs.TAG_FLOW_RUN] == summary.flow_run_id
+    assert parent.data.metrics["best_cv_auc"] == pytest.approx(summary.best_cv_auc)
+    assert "holdout_roc_auc" in parent.data.metrics
+    assert parent.data.params["best_k"] == str(summary.best_params["k"])
+    dataset_inputs = parent.inputs.dataset_inputs
+    assert len(dataset_inputs) == 1
+    assert dataset_inputs[0].dataset.digest == summary.data_digest
+
+    children = children_of(client, summary)
+    assert len(children) == config.n_trials
+    assert sorted(r.info.run_name for r in children) == [
+        f"trial-{n:03d}" for n in range(config.n_trials)
+    ]
+    for child in children:
+        assert child.info.status in {"FINISHED", "KILLED"}
+        tags = child.data.tags
+        assert tags[runs.TAG_STUDY] == summary.study_name
+        assert tags[runs.TAG_FLOW_RUN] == summary.flow_run_id
+        assert tags[runs.TAG_TASK_RUN]
+        assert 1 <= int(child.data.params["k"]) <= 13
+        history = client.get_metric_history(child.info.run_id, "fold_auc")
+        assert [m.step for m in history] == list(range(len(history)))
+        if child.info.status == "FINISHED":
+            assert len(history) == config.cv_folds
+            mean = np.mean([m.value for m in history])
+            assert child.data.metrics["cv_auc_mean"] == pytest.approx(mean)
+            assert child.data.metrics["fit_seconds"] > 0
+    assert summary.trials_complete + summary.trials_pruned == config.n_trials
+    assert summary.trials_failed == 0
+
+
+def test_registered_version_and_aliases(first_sweep):
+    config, summary = first_sweep
+    client = connect()
+    version = client.get_model_version(config.model_name, summary.model_version)
+    assert version.run_id == summary.parent_run_id
+    assert set(version.aliases) == {"champion", "challenger"}
+    assert version.tags["skops_sha256"] == summary.skops_sha256
+
+
+def test_skops_file_predicts_like_the_in_memory_model(first_sweep):
+    config, summary = first_sweep
+    assert sha256_of(summary.skops_path) == summary.skops_sha256
+    loaded = load_model_file(summary.skops_path, expected_sha256=summary.skops_sha256)
+
+    clean = prepare.validate(prepare.load_raw(config.data), config)
+    data = prepare.split(clean, config, digest=frame_digest(clean))
+    in_memory = fit_quietly(
+        build_pipeline(summary.best_params, seed=config.seed), data.x_train, data.y_train
+    )
+    raw_rows = data.test.drop(columns=config.data.target)
+    np.testing.assert_array_equal(loaded.predict_proba(raw_rows), in_memory.predict_proba(raw_rows))
+    assert summary.holdout["roc_auc"] > 0.6
+
+
+def test_registration_is_idempotent(first_sweep):
+    config, summary = first_sweep
+    client = connect()
+    loaded = load_model_file(summary.skops_path)
+    again = registry.register_best_model(
+        client,
+        run_id=summary.parent_run_id,
+        model=loaded,
+        model_name=config.model_name,
+        input_example=prepare.load_raw(config.data).head(3),
+        tags={},
+    )
+    assert again.created is False
+    assert again.version == summary.model_version
+    assert len(client.search_model_versions(f"name = '{config.model_name}'")) == 1
+
+
+def test_prefect_artifacts(first_sweep):
+    _, summary = first_sweep
+    artifacts = read_artifacts(summary.flow_run_id)
+    assert {
+        "sweep-summary",
+        "sweep-leaderboard",
+        "mlflow-sweep-run",
+        "mlflow-model-version",
+        "sweep-progress",
+    } <= set(artifacts)
+    markdown = artifacts["sweep-summary"].data
+    assert summary.skops_sha256 in markdown
+    assert f"version {summary.model_version}" in markdown
+    assert summary.parent_run_id in artifacts["mlflow-sweep-run"].data
+    assert artifacts["sweep-progress"].data == pytest.approx(100.0)
+
+
+def test_second_sweep_becomes_challenger_only(first_sweep):
+    config, first = first_sweep
+    second = sweep(config=config.model_copy(update={"n_trials": 2}))
+    assert second.model_version != first.model_version
+    assert second.model_aliases == ["challenger"]
+    client = connect()
+    champion = client.get_model_version_by_alias(config.model_name, "champion")
+    assert str(champion.version) == first.model_version
+
+
+def test_a_failing_trial_is_recorded_and_the_sweep_goes_on(monkeypatch):
+    real = steps.score_trial
+
+    def flaky(trial, *args, **kwargs):
+        if trial.number == 1:
+            raise ValueError("boom in trial 1")
+        return real(trial, *args, **kwargs)
+
+    monkeypatch.setattr(steps, "score_trial", flaky)
+    config = small_config("e2e-failing", n_trials=4, pruner="none")
+    state = sweep(config=config, return_state=True)
+    assert state.is_completed()
+    assert "1 of 4 trials failed" in state.message
+    summary = state.result()
+    assert summary.trials_failed == 1 and summary.trials_complete == 3
+
+    client = client_for(resolve_target())
+    by_name = {r.info.run_name: r for r in children_of(client, summary)}
+    assert by_name["trial-001"].info.status == "FAILED"
+    assert "boom in trial 1" in by_name["trial-001"].data.tags[runs.TAG_ERROR]
+    study = optuna.load_study(
+        study_name=summary.study_name,
+        storage=optuna.storages.JournalStorage(
+            optuna.storages.journal.JournalFileBackend(
+                str(resolve_target().tracking_uri.removeprefix("sqlite:///")).replace(
+                    "mlflow.db", "optuna.journal"
+                )
+            )
+        ),
+    )
+    states = {t.number: t.state for t in study.trials}
+    assert states[1] == optuna.trial.TrialState.FAIL
+    assert sum(s == optuna.trial.TrialState.COMPLETE for s in states.values()) == 3
+
+
+def test_the_flow_fails_when_no_trial_completes(monkeypatch):
+    def broken(*args, **kwargs):
+        raise ValueError("every trial breaks")
+
+    monkeypatch.setattr(steps, "score_trial", broken)
+    config = small_config("e2e-broken", n_trials=2)
+    state = sweep(config=config, return_state=True)
+    assert state.is_failed()
+    with pytest.raises(SweepFailedError, match="no trial completed.*every trial breaks"):
+        state.result()
+    client = connect()
+    experiment = client.get_experiment_by_name("e2e-broken")
+    parents = client.search_runs(
+        [experiment.experiment_id], filter_string=f"tags.`{runs.TAG_KIND}` = 'sweep'"
+    )
+    assert [p.info.status for p in parents] == ["FAILED"]
+
+
+def test_sweep_on_a_sample_of_churn_modelling(shared_data):
+    config = small_config(
+        "e2e-churn-modelling",
+        data=DataConfig(path=shared_data / "churn_modelling.csv", sample_rows=1500),
+        n_trials=3,
+    )
+    summary = sweep(config=config)
+    assert summary.data_rows == 1500
+    assert summary.trials_complete >= 1
+    assert summary.holdout["roc_auc"] > 0.7
