@@ -205,7 +205,7 @@ def test_the_flow_fails_when_no_trial_completes(monkeypatch):
     config = small_config("e2e-broken", n_trials=2)
     state = sweep(config=config, return_state=True)
     assert state.is_failed()
-    with pytest.raises(SweepFailedError, match="no trial completed.*every trial breaks"):
+    with pytest.raises(SweepFailedError, match=r"no trial completed.*every trial breaks"):
         state.result()
     client = connect()
     experiment = client.get_experiment_by_name("e2e-broken")

@@ -18,7 +18,7 @@ from mlflow import MlflowClient
 from mlflow.data import from_pandas
 from mlflow.data.code_dataset_source import CodeDatasetSource
 from mlflow.entities import DatasetInput, InputTag, Metric, Param, RunTag
-from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NOTE, MLFLOW_GIT_COMMIT
+from mlflow.utils.mlflow_tags import MLFLOW_GIT_COMMIT, MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NOTE
 
 #: Tag keys we set; one place so finding runs and writing them agree.
 TAG_KIND = "sweepflow.kind"
