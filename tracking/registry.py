@@ -114,8 +114,8 @@ def register_best_model(
     existing = find_version_for_run(client, model_name, run_id)
     created = existing is None
     if existing is None:
-        signature = infer_signature(input_example, model.predict_proba(input_example)[:, 1])
         with _quiet_model_logging():
+            signature = infer_signature(input_example, model.predict_proba(input_example)[:, 1])
             info = mlflow.sklearn.log_model(
                 model,
                 name=MODEL_ARTIFACT_NAME,

@@ -1,0 +1,52 @@
+# sweepflow: `make sweep` runs a real sweep, `make test` runs the tests; both set up .venv first.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+ARGS   ?=
+
+# The Prefect server's anonymous usage report only adds start-up work and log noise here.
+export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
+
+.PHONY: install sweep test test-fast lint format mlflow-ui prefect-ui clean help
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "sweepflow needs Python 3.11+"'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)  ## create .venv and install sweepflow with its dev tools
+
+sweep: $(STAMP)  ## run a sweep on the built-in data (pass options: make sweep ARGS="--trials 40")
+	$(BIN)/sweepflow sweep $(ARGS)
+
+test: $(STAMP)  ## lint, then run every test
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/python -m pytest
+
+test-fast: $(STAMP)  ## the tests not marked slow
+	$(BIN)/python -m pytest -m "not slow"
+
+lint: $(STAMP)  ## ruff lint and format check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP)  ## apply ruff fixes and formatting
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+mlflow-ui: $(STAMP)  ## open the local MLflow store at http://127.0.0.1:5000
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlruns/mlflow.db --host 127.0.0.1 --port 5000
+
+prefect-ui: $(STAMP)  ## start a Prefect server and UI at http://127.0.0.1:4200
+	$(BIN)/prefect server start --host 127.0.0.1 --port 4200
+
+clean:  ## remove the local stores (mlruns/ contents) and caches, keep .venv
+	find mlruns -mindepth 1 ! -name .gitkeep -exec rm -rf {} +
+	rm -rf .pytest_cache .ruff_cache
