@@ -13,14 +13,13 @@ import skops.io as sio
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer
 
-from churnml.data import generate_bank_churn, validate_frame
+from churnml.data import file_sha256, generate_bank_churn, validate_frame
 from churnml.model import build_pipeline, fit_quietly
 from tracking.model_files import (
     TRUSTED_TYPES,
     ModelFileError,
     load_model_file,
     save_model_file,
-    sha256_of,
 )
 
 PARAMS = {
@@ -57,7 +56,7 @@ def test_round_trip_predicts_exactly_as_in_memory(fitted, tmp_path):
     model, features = fitted
     path = tmp_path / "model.skops"
     digest = save_model_file(model, path)
-    assert digest == sha256_of(path)
+    assert digest == file_sha256(path)
     loaded = load_model_file(path, expected_sha256=digest)
     np.testing.assert_array_equal(loaded.predict_proba(features), model.predict_proba(features))
 

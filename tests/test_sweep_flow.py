@@ -9,12 +9,12 @@ from mlflow import MlflowClient
 
 from churnml import prepare
 from churnml.config import DataConfig, SweepConfig
-from churnml.data import frame_digest
+from churnml.data import file_sha256, frame_digest
 from churnml.model import build_pipeline, fit_quietly
 from flows import steps
 from flows.sweep import SweepFailedError, SweepSummary, sweep
 from tracking import registry, runs
-from tracking.model_files import load_model_file, sha256_of
+from tracking.model_files import load_model_file
 from tracking.store import client_for, connect, resolve_target
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]
@@ -105,7 +105,7 @@ def test_registered_version_and_aliases(first_sweep):
 
 def test_skops_file_predicts_like_the_in_memory_model(first_sweep):
     config, summary = first_sweep
-    assert sha256_of(summary.skops_path) == summary.skops_sha256
+    assert file_sha256(summary.skops_path) == summary.skops_sha256
     loaded = load_model_file(summary.skops_path, expected_sha256=summary.skops_sha256)
 
     clean = prepare.validate(prepare.load_raw(config.data), config)

@@ -8,13 +8,14 @@ never used for files we hand out.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import zipfile
 from pathlib import Path
 from typing import Any
 
 import skops.io as sio
+
+from churnml.data import file_sha256
 
 #: Types our churn pipeline needs beyond skops' built-in safe set. Widening this list is a
 #: security decision: add a type only after checking it cannot run code on load.
@@ -32,15 +33,6 @@ class ModelFileError(ValueError):
     """A model file was refused: missing, too large, tampered with, or holding untrusted types."""
 
 
-def sha256_of(path: str | Path) -> str:
-    """Streaming sha256 of a file, as hex."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def save_model_file(model: Any, path: str | Path) -> str:
     """Write ``model`` as a compressed skops file (atomically) and return its sha256."""
     path = Path(path)
@@ -48,7 +40,7 @@ def save_model_file(model: Any, path: str | Path) -> str:
     partial = path.with_name(path.name + ".partial")
     sio.dump(model, partial, compression=zipfile.ZIP_DEFLATED, compresslevel=6)
     os.replace(partial, path)
-    return sha256_of(path)
+    return file_sha256(path)
 
 
 def check_model_file(
@@ -62,7 +54,7 @@ def check_model_file(
     if size > max_bytes:
         raise ModelFileError(f"{path}: {size} bytes is over the {max_bytes}-byte limit")
     if expected_sha256 is not None:
-        actual = sha256_of(path)
+        actual = file_sha256(path)
         if actual != expected_sha256:
             raise ModelFileError(
                 f"{path}: sha256 {actual} does not match the recorded {expected_sha256}; "
