@@ -148,7 +148,7 @@ def print_summary(summary: Any) -> None:
     """What the sweep found, and how to look at it in the two UIs."""
     table = Table(title=f"Sweep {summary.study_name}", show_header=False, title_justify="left")
     table.add_column(style="bold")
-    table.add_column()
+    table.add_column(overflow="fold")
     table.add_row(
         "trials",
         f"{summary.trials_complete} complete, {summary.trials_pruned} pruned, "

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flows.steps import TrialOutcome
+from tracking.store import console_script
 
 PREFECT_UI_DEFAULT = "http://127.0.0.1:4200"
 
@@ -66,7 +67,7 @@ def prefect_ui_hint(flow_run_id: str | None) -> str:
     page = f"/runs/flow-run/{flow_run_id}" if flow_run_id else ""
     if ui:
         return f"open {ui}{page}"
-    return f"prefect server start   # then open {PREFECT_UI_DEFAULT}{page}"
+    return f"{console_script('prefect')} server start   # then open {PREFECT_UI_DEFAULT}{page}"
 
 
 def _table(rows: list[tuple[str, Any]]) -> str:

@@ -389,15 +389,15 @@ def sweep(config: SweepConfig = SweepConfig()) -> SweepSummary:  # noqa: B008 - 
     context = start_tracking(config, data_key, study_name)
     client = connect(context.target)
     logger.info(
-        "sweep %s: %d trials, %d in parallel, on %s (%d rows); tracking at %s",
+        "sweep %s: %d trials, %d in parallel, on %s; tracking at %s",
         study_name,
         config.n_trials,
         config.parallel,
         data.source,
-        data.rows,
         mask_uri(context.target.tracking_uri),
     )
     try:
+        optuna.logging.set_verbosity(optuna.logging.WARNING)  # our own log says it better
         storage = make_storage(os.environ.get("OPTUNA_STORAGE"), mlruns_dir() / "optuna.journal")
         study = open_study(
             name=study_name,

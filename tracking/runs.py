@@ -106,13 +106,10 @@ def log_training_data(
         dataset = from_pandas(
             frame, source=dataset_source, targets=target, name=name, digest=digest
         )
+        entity = dataset._to_mlflow_entity()
     client.log_inputs(
         run_id,
-        datasets=[
-            DatasetInput(
-                dataset._to_mlflow_entity(), tags=[InputTag("mlflow.data.context", "training")]
-            )
-        ],
+        datasets=[DatasetInput(entity, tags=[InputTag("mlflow.data.context", "training")])],
     )
     client.set_tag(run_id, TAG_DATA_DIGEST, digest)
 

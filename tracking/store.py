@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -59,10 +60,21 @@ class TrackingTarget:
         """The shell command that shows these results in the MLflow UI."""
         if self.tracking_uri.startswith(("http://", "https://")):
             return f"open {mask_uri(self.tracking_uri)}"
-        command = f"mlflow ui --backend-store-uri {mask_uri(self.tracking_uri)}"
+        command = f"{console_script('mlflow')} ui --backend-store-uri {mask_uri(self.tracking_uri)}"
         if self.registry_uri != self.tracking_uri:
             command += f" --registry-store-uri {mask_uri(self.registry_uri)}"
         return command + " --host 127.0.0.1 --port 5000"
+
+
+def console_script(name: str) -> str:
+    """How to call a console script of this environment, e.g. ``.venv/bin/mlflow``."""
+    script = Path(sys.executable).parent / name
+    if not script.exists():
+        return name
+    try:
+        return str(script.relative_to(Path.cwd()))
+    except ValueError:
+        return str(script)
 
 
 def resolve_target() -> TrackingTarget:
