@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -138,3 +140,20 @@ def score_trial(
             raise pruned
 
     return cross_validate_auc(params, features, target, folds=folds, seed=seed, on_fold=report)
+
+
+def to_trial_values(params: dict[str, Any], space: SearchSpace) -> dict[str, Any]:
+    """The raw Optuna values that make :func:`suggest_params` return ``params`` again.
+
+    Used to enqueue a known point (the current champion's) as the first trial of a new study.
+    """
+    values = {name: params[name] for name in params if name != "max_depth"}
+    depth = params.get("max_depth")
+    values["max_depth"] = space.max_depth.high + 1 if depth is None else int(depth)
+    return values
+
+
+def study_fingerprint(data_digest: str, settings: dict[str, Any]) -> str:
+    """A short hash of what makes trial scores comparable: the data and the scoring setup."""
+    text = json.dumps({"data": data_digest, **settings}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]

@@ -41,6 +41,43 @@ class TrialRecord:
         )
 
 
+def study_records(study: Any) -> list[TrialRecord]:
+    """The completed trials of an Optuna study (every sweep's) as records."""
+    import optuna
+
+    return [
+        TrialRecord(
+            number=t.number,
+            state="COMPLETE",
+            value=t.value,
+            params=dict(t.user_attrs.get("params", t.params)),
+            fold_scores=[t.intermediate_values[k] for k in sorted(t.intermediate_values)],
+        )
+        for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    ]
+
+
+def history_markdown(note: str, rows: list[dict[str, Any]], schedules: list[str]) -> str:
+    """The study across sweeps (best per sweep, trials so far) and the active schedule."""
+    lines = [f"# Study history\n\n{note}.\n"]
+    lines.append(
+        "| sweep run | flow run | trials | complete | best in sweep | best so far | trials so far |"
+    )
+    lines.append("|---|---|---|---|---|---|---|")
+    for row in rows:
+        lines.append(
+            f"| {row['sweep_run'][:12]} | {str(row['flow_run'])[:8]} | {row['trials']} "
+            f"| {row['complete']} | {row['best_in_sweep']} | {row['best_so_far']} "
+            f"| {row['trials_so_far']} |"
+        )
+    lines.append("")
+    if schedules:
+        lines.append("Schedule: " + "; ".join(schedules))
+    else:
+        lines.append("Schedule: none (an ad-hoc run, not from a scheduled deployment)")
+    return "\n".join(lines)
+
+
 def leaderboard_rows(records: list[TrialRecord], top: int = 10) -> list[dict[str, Any]]:
     """The best completed trials first, then a count of the rest, as table rows."""
     ranked = sorted((r for r in records if r.state == "COMPLETE"), key=lambda r: -(r.value or 0.0))[
@@ -82,8 +119,9 @@ def summary_markdown(summary: Any) -> str:
     parts = [
         f"# Sweep `{summary.study_name}`",
         f"Data: {summary.data_source} ({summary.data_rows} rows, digest `{summary.data_digest}`)",
-        f"Trials: **{summary.trials_complete} complete**, {summary.trials_pruned} pruned, "
-        f"{summary.trials_failed} failed.",
+        f"Trials this sweep: **{summary.trials_complete} complete**, "
+        f"{summary.trials_pruned} pruned, {summary.trials_failed} failed. "
+        f"Study: {summary.study_note}; {summary.study_trials} trials in all.",
         "## Best trial",
         _table(
             [

@@ -10,8 +10,7 @@ while ``parallel`` trials run.
 
 from __future__ import annotations
 
-import datetime as dt
-import os
+import json
 import uuid
 from pathlib import Path
 from typing import Any
@@ -31,12 +30,14 @@ from churnml.config import SweepConfig
 from churnml.data import frame_digest
 from churnml.evaluate import holdout_metrics
 from churnml.model import build_pipeline, feature_importances, fit_quietly
-from churnml.search import make_storage, open_study, suggest_params
-from flows import runtime, steps
+from churnml.search import suggest_params
+from flows import runtime, steps, studies
 from flows.report import (
     TrialRecord,
+    history_markdown,
     leaderboard_rows,
     prefect_ui_hint,
+    study_records,
     summary_markdown,
 )
 from tracking import registry, runs
@@ -47,6 +48,10 @@ from tracking.store import connect, ensure_experiment, mask_uri, mlruns_dir, res
 THIN = {"cache_policy": NONE, "persist_result": False}
 
 
+#: Event emitted when a sweep's model becomes champion (promotion emits it too).
+CHAMPION_EVENT = "sweepflow.model.champion"
+
+
 class SweepFailedError(RuntimeError):
     """No trial of the sweep completed, so there is no model to register."""
 
@@ -55,6 +60,8 @@ class SweepSummary(BaseModel):
     """What a sweep found and where it put it; returned by the flow and printed by the CLI."""
 
     study_name: str
+    study_note: str
+    study_trials: int
     experiment_name: str
     experiment_id: str
     parent_run_id: str
@@ -104,12 +111,18 @@ def split_data(clean: pd.DataFrame, config: SweepConfig) -> str:
 
 
 @task(name="start-tracking", **THIN)
-def start_tracking(config: SweepConfig, data_key: str, study_name: str) -> steps.TrialContext:
-    """Create the store and experiment before trials fan out, then the sweep's parent run."""
+def start_tracking(
+    config: SweepConfig, data_key: str, study_name: str
+) -> tuple[steps.TrialContext, str | None]:
+    """Create the store and experiment before trials fan out, then the sweep's parent run.
+
+    Returns the trials' shared context and the study of the experiment's previous sweep.
+    """
     data = _data(data_key)
     target = resolve_target()
     client = connect(target)
     experiment_id = ensure_experiment(client, config.experiment_name, target)
+    previous_study = runs.latest_sweep_study(client, experiment_id)
     flow_run_id = flow_run.get_id()
     parent_run_id = runs.start_sweep_run(
         client,
@@ -151,7 +164,7 @@ def start_tracking(config: SweepConfig, data_key: str, study_name: str) -> steps
         target=data.target,
         generator=generator,
     )
-    return steps.TrialContext(
+    context = steps.TrialContext(
         data_key=data_key,
         target=target,
         experiment_id=experiment_id,
@@ -161,6 +174,20 @@ def start_tracking(config: SweepConfig, data_key: str, study_name: str) -> steps
         seed=config.seed,
         flow_run_id=flow_run_id,
     )
+    return context, previous_study
+
+
+@task(name="open-study", **THIN)
+def open_study(
+    config: SweepConfig, context: steps.TrialContext, digest: str, previous_study: str | None
+) -> tuple[optuna.Study, studies.StudyPlan]:
+    """Resume the study of this data and setup, or start one seeded with the champion."""
+    champion = registry.champion_params(connect(context.target), config.model_name)
+    study, plan = studies.open_sweep_study(
+        config, digest, previous_study=previous_study, champion=champion
+    )
+    connect(context.target).set_tag(context.parent_run_id, "sweepflow.study_note", plan.note)
+    return study, plan
 
 
 def _retry_only_transient(task: Any, task_run: Any, state: State) -> bool:
@@ -234,7 +261,7 @@ def save_skops(
 
 
 @task(name="record-in-prefect", **THIN)
-def record_in_prefect(summary: SweepSummary, records: list[TrialRecord]) -> None:
+def record_in_prefect(summary: SweepSummary, study: optuna.Study) -> None:
     from prefect.artifacts import (
         create_link_artifact,
         create_markdown_artifact,
@@ -245,7 +272,14 @@ def record_in_prefect(summary: SweepSummary, records: list[TrialRecord]) -> None
         summary_markdown(summary), key="sweep-summary", description="What the sweep found"
     )
     create_table_artifact(
-        leaderboard_rows(records), key="sweep-leaderboard", description="Top trials by CV AUC"
+        leaderboard_rows(study_records(study)),
+        key="sweep-leaderboard",
+        description="Top trials of the study by CV AUC",
+    )
+    create_markdown_artifact(
+        history_markdown(summary.study_note, studies.history_rows(study), _active_schedules()),
+        key="study-history",
+        description="The study across sweeps, and the schedule that runs them",
     )
     create_link_artifact(
         summary.mlflow_run_url,
@@ -261,6 +295,45 @@ def record_in_prefect(summary: SweepSummary, records: list[TrialRecord]) -> None
     )
 
 
+@task(name="announce-champion", **THIN)
+def announce_champion(summary: SweepSummary) -> None:
+    """Emit the event that notification automations listen for (a new champion)."""
+    from prefect.events import emit_event
+
+    emit_event(
+        event=CHAMPION_EVENT,
+        resource={
+            "prefect.resource.id": f"mlflow.model.{summary.model_name}",
+            "prefect.resource.name": summary.model_name,
+        },
+        payload={
+            "model_name": summary.model_name,
+            "version": summary.model_version,
+            "cv_auc": summary.best_cv_auc,
+            "holdout_roc_auc": summary.holdout["roc_auc"],
+            "flow_run_id": summary.flow_run_id,
+        },
+    )
+
+
+def _active_schedules() -> list[str]:
+    """The schedules of the deployment running this flow (none for an ad-hoc run)."""
+    from prefect.runtime import deployment
+
+    deployment_id = deployment.get_id()
+    if not deployment_id:
+        return []
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        schedules = client.read_deployment_schedules(uuid.UUID(str(deployment_id)))
+    return [
+        f"{getattr(s.schedule, 'cron', s.schedule)} ({getattr(s.schedule, 'timezone', 'UTC')})"
+        + ("" if s.active else " [paused]")
+        for s in schedules
+    ]
+
+
 # --------------------------------------------------------------------------- the flow
 
 
@@ -271,11 +344,6 @@ def _data(key: str) -> prepare.PreparedData:
             f"prepared data {key} is not in this process; run trials on the thread-pool runner"
         )
     return data
-
-
-def default_study_name(config: SweepConfig) -> str:
-    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S")
-    return config.study_name or f"{config.experiment_name}-{stamp}-{uuid.uuid4().hex[:6]}"
 
 
 def _run_trials(
@@ -301,7 +369,11 @@ def _run_trials(
         wave = []
         for _ in range(count):
             trial = study.ask()
-            wave.append((trial, suggest_params(trial, config.search_space, n_features)))
+            params = suggest_params(trial, config.search_space, n_features)
+            trial.set_user_attr(studies.ATTR_PARAMS, params)
+            trial.set_user_attr(studies.ATTR_SWEEP_RUN, context.parent_run_id)
+            trial.set_user_attr(studies.ATTR_FLOW_RUN, context.flow_run_id)
+            wave.append((trial, params))
         asked += count
         futures = trial_task.map(
             number=[t.number for t, _ in wave],
@@ -385,8 +457,8 @@ def sweep(config: SweepConfig = SweepConfig()) -> SweepSummary:  # noqa: B008 - 
     data_key = split_data(clean, config)
     data = _data(data_key)
     del raw, clean
-    study_name = default_study_name(config)
-    context = start_tracking(config, data_key, study_name)
+    study_name = studies.study_name_for(config, data.digest)
+    context, previous_study = start_tracking(config, data_key, study_name)
     client = connect(context.target)
     logger.info(
         "sweep %s: %d trials, %d in parallel, on %s; tracking at %s",
@@ -398,14 +470,8 @@ def sweep(config: SweepConfig = SweepConfig()) -> SweepSummary:  # noqa: B008 - 
     )
     try:
         optuna.logging.set_verbosity(optuna.logging.WARNING)  # our own log says it better
-        storage = make_storage(os.environ.get("OPTUNA_STORAGE"), mlruns_dir() / "optuna.journal")
-        study = open_study(
-            name=study_name,
-            storage=storage,
-            seed=config.seed,
-            pruner=config.pruner,
-            n_folds=config.cv_folds,
-        )
+        study, plan = open_study(config, context, data.digest, previous_study)
+        logger.info("%s (storage: %s)", plan.note, plan.storage)
         records = _run_trials(study, config, context, len(data.encoded_features))
         complete = [r for r in records if r.state == "COMPLETE"]
         failed = [r for r in records if r.state == "FAIL"]
@@ -415,8 +481,10 @@ def sweep(config: SweepConfig = SweepConfig()) -> SweepSummary:  # noqa: B008 - 
                 f"no trial completed ({len(failed)} failed, "
                 f"{len(records) - len(failed)} pruned); first error: {first_error}"
             )
-        best = max(complete, key=lambda r: r.value or 0.0)
-        model, holdout = refit_and_evaluate(best.params, data_key, config.seed)
+        # The best of the whole study: earlier sweeps' trials count too.
+        best = studies.best_trial(study)
+        best_params = studies.used_params(best)
+        model, holdout = refit_and_evaluate(best_params, data_key, config.seed)
         version = register_model(
             model,
             context,
@@ -426,6 +494,7 @@ def sweep(config: SweepConfig = SweepConfig()) -> SweepSummary:  # noqa: B008 - 
                 "study_name": study_name,
                 "best_trial": best.number,
                 "cv_auc": f"{best.value:.6f}",
+                registry.TAG_PARAMS: json.dumps(best_params),
                 "holdout_roc_auc": f"{holdout['roc_auc']:.6f}",
                 "data_digest": data.digest,
                 "prefect_flow_run_id": context.flow_run_id,
@@ -438,6 +507,8 @@ def sweep(config: SweepConfig = SweepConfig()) -> SweepSummary:  # noqa: B008 - 
         sha256 = save_skops(model, version, context, skops_path)
         summary = SweepSummary(
             study_name=study_name,
+            study_note=plan.note,
+            study_trials=len(study.trials),
             experiment_name=config.experiment_name,
             experiment_id=context.experiment_id,
             parent_run_id=context.parent_run_id,
@@ -449,8 +520,8 @@ def sweep(config: SweepConfig = SweepConfig()) -> SweepSummary:  # noqa: B008 - 
             trials_pruned=len(records) - len(complete) - len(failed),
             trials_failed=len(failed),
             best_trial=best.number,
-            best_cv_auc=float(best.value or 0.0),
-            best_params=best.params,
+            best_cv_auc=float(best.value),
+            best_params=best_params,
             holdout=holdout,
             selected_features=list(feature_importances(model)),
             model_name=version.name,
@@ -465,7 +536,9 @@ def sweep(config: SweepConfig = SweepConfig()) -> SweepSummary:  # noqa: B008 - 
             mlflow_model_url=context.target.model_version_url(version.name, version.version),
             prefect_ui_hint=prefect_ui_hint(context.flow_run_id),
         )
-        record_in_prefect(summary, records)
+        record_in_prefect(summary, study)
+        if version.created and "champion" in version.aliases:
+            announce_champion(summary)
         runs.finish_sweep_run(
             client,
             context.parent_run_id,
@@ -477,7 +550,7 @@ def sweep(config: SweepConfig = SweepConfig()) -> SweepSummary:  # noqa: B008 - 
                 "trials_failed": len(failed),
                 **{f"holdout_{k}": v for k, v in holdout.items()},
             },
-            params={f"best_{k}": v for k, v in best.params.items()} | {"best_trial": best.number},
+            params={f"best_{k}": v for k, v in best_params.items()} | {"best_trial": best.number},
             tags={"sweepflow.model_version": version.version},
         )
     except BaseException as error:

@@ -152,14 +152,49 @@ def test_prefect_artifacts(first_sweep):
     assert artifacts["sweep-progress"].data == pytest.approx(100.0)
 
 
-def test_second_sweep_becomes_challenger_only(first_sweep):
+@pytest.fixture(scope="module")
+def second_sweep(first_sweep) -> SweepSummary:
+    config, _ = first_sweep
+    return sweep(config=config.model_copy(update={"n_trials": 2}))
+
+
+def test_second_sweep_becomes_challenger_only(first_sweep, second_sweep):
     config, first = first_sweep
-    second = sweep(config=config.model_copy(update={"n_trials": 2}))
-    assert second.model_version != first.model_version
-    assert second.model_aliases == ["challenger"]
+    assert second_sweep.model_version != first.model_version
+    assert second_sweep.model_aliases == ["challenger"]
     client = connect()
     champion = client.get_model_version_by_alias(config.model_name, "champion")
     assert str(champion.version) == first.model_version
+
+
+def test_second_sweep_resumes_the_study(first_sweep, second_sweep):
+    config, first = first_sweep
+    assert second_sweep.study_name == first.study_name
+    assert second_sweep.study_note.startswith("resumed study")
+    assert second_sweep.study_trials == config.n_trials + 2
+    client = connect()
+    numbers = sorted(int(r.data.tags[runs.TAG_TRIAL]) for r in children_of(client, second_sweep))
+    assert numbers == [config.n_trials, config.n_trials + 1]
+    # The best model considers every trial of the study, the first sweep's included.
+    assert second_sweep.best_cv_auc >= first.best_cv_auc
+    history = read_artifacts(second_sweep.flow_run_id)["study-history"].data
+    assert first.parent_run_id[:12] in history and second_sweep.parent_run_id[:12] in history
+
+
+def test_changed_data_starts_a_new_study_warm_started_from_the_champion(first_sweep, second_sweep):
+    config, first = first_sweep
+    changed = config.model_copy(
+        update={"data": DataConfig(synthetic_rows=900, synthetic_seed=2), "n_trials": 2}
+    )
+    third = sweep(config=changed)
+    assert third.study_name != first.study_name
+    assert "changed since study " + first.study_name in third.study_note
+    assert f"warm-started with the champion's params (v{first.model_version})" in third.study_note
+    client = connect()
+    by_number = {int(r.data.tags[runs.TAG_TRIAL]): r for r in children_of(client, third)}
+    seeded = by_number[0].data.params
+    for key, value in first.best_params.items():
+        assert seeded[key] == str(value)
 
 
 def test_a_failing_trial_is_recorded_and_the_sweep_goes_on(monkeypatch):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.metadata
+import json
 import logging
 import warnings
 from collections.abc import Iterator, Mapping
@@ -152,3 +153,18 @@ def tag_version(client: MlflowClient, name: str, version: str, tags: Mapping[str
     """Set tags on a model version (e.g. the sha256 of its standalone skops file)."""
     for key, value in tags.items():
         client.set_model_version_tag(name, version, key, str(value))
+
+
+#: Model-version tag holding the params (JSON) the version was trained with.
+TAG_PARAMS = "params_json"
+
+
+def champion_params(client: MlflowClient, name: str) -> tuple[str, dict[str, Any]] | None:
+    """(version, params) of the current ``champion`` of ``name``, when it has recorded params."""
+    holder = _alias_holder(client, name, CHAMPION)
+    if holder is None or TAG_PARAMS not in holder.tags:
+        return None
+    try:
+        return str(holder.version), json.loads(holder.tags[TAG_PARAMS])
+    except json.JSONDecodeError:
+        return None

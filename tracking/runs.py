@@ -217,3 +217,14 @@ def finish_trial_run(
     client.log_batch(run_id, metrics=batch, tags=_tags(tags))
     status = {"COMPLETE": "FINISHED", "PRUNED": "KILLED"}.get(state, "FAILED")
     client.set_terminated(run_id, status=status)
+
+
+def latest_sweep_study(client: MlflowClient, experiment_id: str) -> str | None:
+    """The study name of the experiment's most recent sweep run, if there is one."""
+    found = client.search_runs(
+        [experiment_id],
+        filter_string=f"tags.`{TAG_KIND}` = 'sweep'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
+    return found[0].data.tags.get(TAG_STUDY) if found else None

@@ -1,0 +1,158 @@
+"""Which Optuna study a sweep continues, how a new one is warm-started, and its history.
+
+A scheduled sweep resumes one study: its name carries a fingerprint of the data and of the
+scoring setup, so trials stay comparable, and changed data starts a new study. Plain functions
+(no Prefect): the flow wraps them in tasks.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import optuna
+
+from churnml.config import SweepConfig
+from churnml.search import make_storage, open_study, study_fingerprint, to_trial_values
+from tracking.store import mask_uri, mlruns_dir
+
+#: Trial user attributes the sweep writes (the params as used, and which sweep ran the trial).
+ATTR_PARAMS = "params"
+ATTR_SWEEP_RUN = "sweep_run_id"
+ATTR_FLOW_RUN = "flow_run_id"
+ATTR_WARM_START = "warm_start_from"
+
+
+@dataclass(frozen=True)
+class StudyPlan:
+    """The study a sweep works on and why."""
+
+    name: str
+    storage: str
+    trials_before: int
+    note: str
+    warm_start_version: str | None = None
+
+    @property
+    def is_new(self) -> bool:
+        return self.trials_before == 0
+
+
+def scoring_settings(config: SweepConfig) -> dict[str, Any]:
+    """What, beside the data, makes two trials' scores comparable."""
+    return {
+        "target": config.data.target,
+        "sample_rows": config.data.sample_rows,
+        "cv_folds": config.cv_folds,
+        "test_size": config.test_size,
+        "seed": config.seed,
+        "search_space": config.search_space.model_dump(mode="json"),
+    }
+
+
+def study_name_for(config: SweepConfig, data_digest: str) -> str:
+    """``<study or experiment name>-<fingerprint of data and scoring setup>``."""
+    base = config.study_name or config.experiment_name
+    return f"{base}-{study_fingerprint(data_digest, scoring_settings(config))}"
+
+
+def storage_url() -> str | None:
+    """``OPTUNA_STORAGE`` when set (a database URL); None means the local journal file."""
+    return os.environ.get("OPTUNA_STORAGE", "").strip() or None
+
+
+def describe_storage() -> str:
+    url = storage_url()
+    return mask_uri(url) if url else f"journal file {mlruns_dir() / 'optuna.journal'}"
+
+
+def open_sweep_study(
+    config: SweepConfig,
+    data_digest: str,
+    *,
+    previous_study: str | None,
+    champion: tuple[str, dict[str, Any]] | None,
+) -> tuple[optuna.Study, StudyPlan]:
+    """Open (or create) the sweep's study; seed a new one with the champion's params.
+
+    Args:
+        config: the sweep's settings.
+        data_digest: digest of the validated data.
+        previous_study: the study the experiment's last sweep used, if any.
+        champion: (version, params) of the registry's current champion, if any.
+    """
+    name = study_name_for(config, data_digest)
+    storage = make_storage(storage_url(), mlruns_dir() / "optuna.journal")
+    existing = {s.study_name: s.n_trials for s in optuna.get_all_study_summaries(storage)}
+    trials_before = existing.get(name, 0)
+    # A resumed study must not replay the first sweep's random draws: offset the seed.
+    study = open_study(
+        name=name,
+        storage=storage,
+        seed=config.seed + trials_before,
+        pruner=config.pruner,
+        n_folds=config.cv_folds,
+    )
+    warm_start = None
+    if trials_before:
+        note = f"resumed study {name}: {trials_before} trials so far"
+    elif previous_study and previous_study != name:
+        note = f"new study {name}: the data or scoring setup changed since study {previous_study}"
+    else:
+        note = f"new study {name}"
+    if not trials_before and champion is not None:
+        version, params = champion
+        study.enqueue_trial(
+            to_trial_values(params, config.search_space),
+            user_attrs={ATTR_WARM_START: f"champion v{version}"},
+            skip_if_exists=True,
+        )
+        warm_start = version
+        note += f", warm-started with the champion's params (v{version})"
+    return study, StudyPlan(
+        name=name,
+        storage=describe_storage(),
+        trials_before=trials_before,
+        note=note,
+        warm_start_version=warm_start,
+    )
+
+
+def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
+    """The best completed trial of the whole study (every sweep so far), if any."""
+    complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    return max(complete, key=lambda t: t.value) if complete else None
+
+
+def used_params(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
+    """The model params a trial ran with (as recorded when it was asked)."""
+    return dict(trial.user_attrs[ATTR_PARAMS])
+
+
+def history_rows(study: optuna.Study) -> list[dict[str, Any]]:
+    """One row per sweep of the study: its trials and best value, and the best so far."""
+    sweeps: dict[str, list[optuna.trial.FrozenTrial]] = {}
+    for trial in study.get_trials(deepcopy=False):
+        sweeps.setdefault(trial.user_attrs.get(ATTR_SWEEP_RUN, "unknown"), []).append(trial)
+    rows = []
+    best_so_far = None
+    total = 0
+    for sweep_run, trials in sorted(sweeps.items(), key=lambda kv: kv[1][0].number):
+        values = [t.value for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
+        best = max(values) if values else None
+        if best is not None:
+            best_so_far = best if best_so_far is None else max(best_so_far, best)
+        total += len(trials)
+        rows.append(
+            {
+                "sweep_run": sweep_run,
+                "flow_run": trials[0].user_attrs.get(ATTR_FLOW_RUN, ""),
+                "trials": f"{trials[0].number}-{trials[-1].number}",
+                "complete": len(values),
+                "best_in_sweep": round(best, 5) if best is not None else None,
+                "best_so_far": round(best_so_far, 5) if best_so_far is not None else None,
+                "trials_so_far": total,
+            }
+        )
+    return rows
