@@ -182,6 +182,31 @@ def print_summary(summary: Any) -> None:
     console.print(f"  Prefect UI: {summary.prefect_ui_hint}", highlight=False, soft_wrap=True)
 
 
+@app.command()
+def notifications(
+    webhook_url: Annotated[
+        str,
+        typer.Option(
+            envvar="SWEEPFLOW_WEBHOOK_URL",
+            help="URL that receives a JSON POST when a sweep fails or a model becomes champion.",
+            show_default=False,
+        ),
+    ],
+) -> None:
+    """Create (or replace) the Prefect automations that send sweepflow's webhooks.
+
+    Needs a running Prefect server (PREFECT_API_URL); the server sends the webhooks.
+    """
+    if not webhook_url.startswith(("http://", "https://")):
+        raise fail("--webhook-url must be an http:// or https:// URL")
+    from flows.notifications import setup_notifications
+
+    created = setup_notifications(webhook_url)
+    console.print(
+        f"webhook block {created.block_name!r}; automations: {', '.join(created.automations)}"
+    )
+
+
 @app.command("generate-data")
 def generate_data(
     out: Annotated[Path, typer.Option(help="CSV file to write.")],
