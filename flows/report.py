@@ -161,4 +161,44 @@ def summary_markdown(summary: Any) -> str:
         ),
         f"Open the MLflow UI with `{summary.mlflow_ui_command}`.",
     ]
+    plots = getattr(summary, "plots", None)
+    if plots is not None:
+        parts.append(plots_markdown(plots, summary.mlflow_ui_command))
+    return "\n\n".join(parts)
+
+
+#: The plots shown inline in the summary; the others are linked.
+KEY_PLOTS = (
+    "model/roc_curve.png",
+    "optuna/optimization_history.png",
+    "optuna/param_importances.png",
+)
+
+
+def plots_markdown(report: Any, ui_command: str) -> str:
+    """The key plots inline and every plot linked into the MLflow UI, plus what was skipped.
+
+    Args:
+        report: a :class:`tracking.plots.PlotReport` (links and skip reasons).
+        ui_command: the command that serves the MLflow UI the links point into.
+    """
+    parts = ["## Plots"]
+    if report.links:
+        # Images and links are served by the MLflow UI, so they show while it runs.
+        parts.append(
+            f"Served by the MLflow UI (`{ui_command}`); artifacts `model/` and `optuna/` of "
+            "the sweep run."
+        )
+        inline = [report.link(path) for path in KEY_PLOTS]
+        parts += [f"![{link.title}]({link.image_url})" for link in inline if link is not None]
+        parts.append(
+            _table([(link.title, f"[open in MLflow]({link.page_url})") for link in report.links])
+        )
+    else:
+        parts.append("No plot was logged.")
+    if report.skipped:
+        parts.append(
+            "Not drawn: "
+            + "; ".join(f"{name} ({reason})" for name, reason in report.skipped.items())
+        )
     return "\n\n".join(parts)

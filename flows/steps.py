@@ -13,9 +13,11 @@ from typing import Any
 
 import optuna
 
+from churnml import plots
 from churnml.evaluate import TrialScoreError
 from churnml.prepare import PreparedData
 from churnml.search import score_trial
+from tracking import plots as plot_store
 from tracking import runs
 from tracking.store import TrackingTarget, client_for
 
@@ -156,3 +158,33 @@ def close_lost_trial_run(context: TrialContext, number: int, error: str) -> None
     )
     if run_id is not None and client.get_run(run_id).info.status == "RUNNING":
         runs.finish_trial_run(client, run_id, state="FAIL", fold_scores=[], metrics={}, error=error)
+
+
+def log_plots(
+    model: Any, study: optuna.Study, data: PreparedData, context: TrialContext
+) -> plot_store.PlotReport:
+    """Draw the best model's plots (on the holdout) and the study's, and log them on the
+    sweep's parent run, where the best model is logged too.
+
+    A model plot that cannot be drawn (say, a holdout of one class) is reported as skipped,
+    like a study plot with too few trials; errors of the tracking store propagate.
+    """
+    client = client_for(context.target)
+    skipped: dict[str, str] = {}
+    try:
+        model_figures = plots.model_figures(model, data.x_test, data.y_test)
+    except ValueError as error:
+        model_figures = {}
+        skipped |= {name: str(error) for name in plots.MODEL_PLOTS}
+    paths = plot_store.log_model_plots(client, context.parent_run_id, model_figures)
+    study_plots = plots.study_figures(study, seed=context.seed)
+    skipped |= study_plots.skipped
+    paths += plot_store.log_study_plots(
+        client, context.parent_run_id, study_plots, title=f"Optuna study {study.study_name}"
+    )
+    return plot_store.PlotReport(
+        links=plot_store.plot_links(
+            context.target, context.experiment_id, context.parent_run_id, paths
+        ),
+        skipped=skipped,
+    )

@@ -30,6 +30,7 @@ from churnml.config import SweepConfig
 from churnml.data import frame_digest
 from churnml.evaluate import holdout_metrics
 from churnml.model import build_pipeline, feature_importances, fit_quietly
+from churnml.promotion import holdout_spec
 from churnml.search import suggest_params
 from flows import runtime, steps, studies
 from flows.report import (
@@ -42,6 +43,7 @@ from flows.report import (
 )
 from tracking import registry, runs
 from tracking.model_files import save_model_file
+from tracking.plots import PlotReport
 from tracking.store import connect, ensure_experiment, mask_uri, mlruns_dir, resolve_target
 
 # Results stay in memory: nothing (least of all the frame) is hashed or persisted per task.
@@ -88,6 +90,7 @@ class SweepSummary(BaseModel):
     mlflow_run_url: str
     mlflow_model_url: str
     prefect_ui_hint: str
+    plots: PlotReport | None = None
 
 
 # --------------------------------------------------------------------------- tasks
@@ -140,6 +143,7 @@ def start_tracking(
             "data_rows": data.rows,
             "encoded_features": len(data.encoded_features),
             "search_space": config.search_space.model_dump_json(),
+            "holdout_spec": holdout_spec(config),
         },
         tags={
             runs.TAG_STUDY: study_name,
@@ -258,6 +262,16 @@ def save_skops(
     client.set_tag(context.parent_run_id, "sweepflow.skops_sha256", sha256)
     client.set_tag(context.parent_run_id, "sweepflow.skops_path", str(path))
     return sha256
+
+
+@task(name="log-plots", **THIN)
+def log_plots(model: Any, study: optuna.Study, context: steps.TrialContext) -> PlotReport | None:
+    """Log the model's and the study's plots on the parent run; a failure only warns."""
+    try:
+        return steps.log_plots(model, study, _data(context.data_key), context)
+    except Exception as error:  # a picture is never worth failing the sweep over
+        get_run_logger().warning("plots not logged: %s: %s", type(error).__name__, error)
+        return None
 
 
 @task(name="record-in-prefect", **THIN)
@@ -505,6 +519,7 @@ def sweep(config: SweepConfig = SweepConfig()) -> SweepSummary:  # noqa: B008 - 
             or mlruns_dir() / "models" / f"{config.model_name}-v{version.version}.skops"
         ).resolve()
         sha256 = save_skops(model, version, context, skops_path)
+        plots = log_plots(model, study, context)
         summary = SweepSummary(
             study_name=study_name,
             study_note=plan.note,
@@ -535,6 +550,7 @@ def sweep(config: SweepConfig = SweepConfig()) -> SweepSummary:  # noqa: B008 - 
             mlflow_run_url=context.target.run_url(context.experiment_id, context.parent_run_id),
             mlflow_model_url=context.target.model_version_url(version.name, version.version),
             prefect_ui_hint=prefect_ui_hint(context.flow_run_id),
+            plots=plots,
         )
         record_in_prefect(summary, study)
         if version.created and "champion" in version.aliases:

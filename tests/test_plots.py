@@ -180,3 +180,108 @@ def test_constant_parameters_are_left_out():
 def test_unknown_study_plot_is_refused():
     with pytest.raises(ValueError, match="unknown study plot 'contour'"):
         plots.study_plot_problem(make_study(1), "contour")
+
+
+# --------------------------------------------------------------------------- logged to MLflow
+
+
+@pytest.fixture
+def parent_run(request):
+    """A sweep parent run in the temporary store, and the trials' shared context."""
+    from flows import steps
+    from tracking import runs
+    from tracking.store import connect, ensure_experiment, resolve_target
+
+    target = resolve_target()
+    client = connect(target)
+    experiment_id = ensure_experiment(client, f"plots-{request.node.name}", target)
+    run_id = runs.start_sweep_run(client, experiment_id, run_name="sweep-p", params={}, tags={})
+    context = steps.TrialContext(
+        data_key="unused",
+        target=target,
+        experiment_id=experiment_id,
+        parent_run_id=run_id,
+        study_name="s",
+        cv_folds=3,
+        seed=0,
+    )
+    return client, context
+
+
+def prepared_from(features: pd.DataFrame, target: pd.Series):
+    from churnml.prepare import PreparedData
+
+    test = features.assign(Exited=target.to_numpy())
+    return PreparedData(
+        train=test,
+        test=test,
+        target="Exited",
+        encoded_features=[],
+        digest="d",
+        source="test",
+        path=None,
+        rows=len(test),
+        churn_rate=float(target.mean()),
+        feature_columns=list(features.columns),
+    )
+
+
+def test_log_plots_puts_model_and_study_plots_on_the_parent_run(fitted, parent_run):
+    from flows import steps
+
+    client, context = parent_run
+    model, features, target = fitted
+    report = steps.log_plots(model, make_study(6), prepared_from(features, target), context)
+    run_id = context.parent_run_id
+    model_files = {a.path for a in client.list_artifacts(run_id, "model")}
+    assert model_files == {f"model/{name}.png" for name in plots.MODEL_PLOTS}
+    optuna_files = {a.path for a in client.list_artifacts(run_id, "optuna")}
+    assert optuna_files == {"optuna/study.html"} | {
+        f"optuna/{name}.png" for name in plots.STUDY_PLOTS
+    }
+    assert {link.artifact_path for link in report.links} == model_files | optuna_files
+    assert report.skipped == {}
+    roc = report.link("model/roc_curve.png")
+    assert roc.title == plots.MODEL_PLOTS["roc_curve"]
+    assert roc.page_url.endswith(f"/runs/{run_id}/artifactPath/model/roc_curve.png")
+    assert f"run_uuid={run_id}" in roc.image_url
+    assert report.link("optuna/study.html").image_url is None
+
+
+def test_log_plots_reports_what_it_skipped(fitted, parent_run):
+    from flows import steps
+
+    _, context = parent_run
+    model, features, target = fitted
+    one_class = target.where(target == 0, 0)
+    report = steps.log_plots(model, make_study(2), prepared_from(features, one_class), context)
+    assert "both classes" in report.skipped["roc_curve"]
+    assert "fANOVA" in report.skipped["param_importances"]
+    assert {link.artifact_path for link in report.links} >= {
+        "optuna/study.html",
+        "optuna/optimization_history.png",
+    }
+
+
+def test_summary_markdown_embeds_key_plots_and_links_the_rest():
+    from flows.report import plots_markdown
+    from tracking.plots import PlotReport, plot_links
+    from tracking.store import TrackingTarget
+
+    target = TrackingTarget("http://127.0.0.1:5111", "http://127.0.0.1:5111", None)
+    paths = ["model/roc_curve.png", "model/confusion_matrix.png", "optuna/study.html"]
+    report = PlotReport(
+        links=plot_links(target, "3", "abc", paths), skipped={"slice": "no trial completed"}
+    )
+    text = plots_markdown(report, "open http://127.0.0.1:5111")
+    assert (
+        "![ROC curve (holdout)](http://127.0.0.1:5111/get-artifact?"
+        "path=model%2Froc_curve.png&run_uuid=abc)" in text
+    )
+    assert "![Confusion matrix" not in text  # linked, not inline
+    assert (
+        "[open in MLflow](http://127.0.0.1:5111/#/experiments/3/runs/abc/artifactPath/"
+        "optuna/study.html)" in text
+    )
+    assert "Not drawn: slice (no trial completed)" in text
+    assert "No plot was logged." in plots_markdown(PlotReport(), "x")

@@ -260,3 +260,37 @@ def test_sweep_on_a_sample_of_churn_modelling(shared_data):
     assert summary.data_rows == 1500
     assert summary.trials_complete >= 1
     assert summary.holdout["roc_auc"] > 0.7
+
+
+def test_plots_on_the_parent_run_and_in_the_summary(first_sweep):
+    _, summary = first_sweep
+    client = connect()
+    logged = {
+        item.path
+        for folder in ("model", "optuna")
+        for item in client.list_artifacts(summary.parent_run_id, folder)
+    }
+    assert {
+        "model/roc_curve.png",
+        "model/precision_recall_curve.png",
+        "model/confusion_matrix.png",
+        "model/calibration_curve.png",
+        "model/feature_importances.png",
+        "optuna/study.html",
+        "optuna/optimization_history.png",
+    } <= logged
+    assert {link.artifact_path for link in summary.plots.links} == logged
+    markdown = read_artifacts(summary.flow_run_id)["sweep-summary"].data
+    assert "## Plots" in markdown
+    assert summary.plots.link("model/roc_curve.png").image_url in markdown
+
+
+def test_a_plotting_failure_only_warns(monkeypatch, caplog):
+    def broken(*args, **kwargs):
+        raise RuntimeError("no pictures today")
+
+    monkeypatch.setattr(steps, "log_plots", broken)
+    state = sweep(config=small_config("e2e-no-plots", n_trials=2), return_state=True)
+    assert state.is_completed()
+    assert state.result().plots is None
+    assert "plots not logged: RuntimeError: no pictures today" in caplog.text

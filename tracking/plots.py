@@ -1,0 +1,119 @@
+"""Figures on the sweep's parent run: Optuna's study plots under ``optuna/``, the best model's
+under ``model/``.
+
+Every call names its run (``MlflowClient.log_figure`` / ``log_text`` with an explicit run id),
+never the fluent "active run". The figures come from ``churnml.plots``; this module only stores
+them and says where they can be seen.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from urllib.parse import quote, urlencode
+
+from matplotlib.figure import Figure
+from mlflow import MlflowClient
+
+from churnml.plots import MODEL_PLOTS, STUDY_PLOTS, StudyPlots, study_html
+from tracking.store import TrackingTarget
+
+OPTUNA_DIR = "optuna"
+MODEL_DIR = "model"
+#: The one interactive page of the study's plots (plotly.js embedded once).
+STUDY_PAGE = f"{OPTUNA_DIR}/study.html"
+
+# Dots per inch of the logged PNGs: sharp on a laptop screen, ~30-170 kB a plot.
+PNG_DPI = 110
+
+
+@dataclass(frozen=True)
+class PlotLink:
+    """One logged plot and where a person can look at it."""
+
+    title: str
+    artifact_path: str
+    #: The plot in the MLflow UI's artifact view of the run.
+    page_url: str
+    #: The file itself as the tracking server serves it (an image to embed), when a PNG.
+    image_url: str | None = None
+
+
+@dataclass(frozen=True)
+class PlotReport:
+    """What a sweep's plotting logged, and what it left out and why."""
+
+    links: list[PlotLink] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)
+
+    def link(self, artifact_path: str) -> PlotLink | None:
+        """The link of ``artifact_path``, if it was logged."""
+        return next((link for link in self.links if link.artifact_path == artifact_path), None)
+
+
+def artifact_page_url(target: TrackingTarget, experiment_id: str, run_id: str, path: str) -> str:
+    """The MLflow UI page that shows artifact ``path`` of a run."""
+    return f"{target.run_url(experiment_id, run_id)}/artifactPath/{quote(path)}"
+
+
+def artifact_file_url(target: TrackingTarget, run_id: str, path: str) -> str:
+    """The artifact's bytes as served by the MLflow server (or ``mlflow ui``) at ``ui_base``."""
+    return f"{target.ui_base}/get-artifact?{urlencode({'path': path, 'run_uuid': run_id})}"
+
+
+def _save(client: MlflowClient, run_id: str, figure: Figure, path: str) -> None:
+    # bbox "tight" keeps Optuna's outside legends and long tick labels inside the picture.
+    client.log_figure(run_id, figure, path, save_kwargs={"dpi": PNG_DPI, "bbox_inches": "tight"})
+
+
+def log_model_plots(client: MlflowClient, run_id: str, figures: Mapping[str, Figure]) -> list[str]:
+    """Log the best model's figures as ``model/<name>.png``; returns the artifact paths.
+
+    Args:
+        client: a client of the tracking store.
+        run_id: the run the model is logged on (the sweep's parent run).
+        figures: name -> figure, e.g. from :func:`churnml.plots.model_figures`.
+    """
+    paths = []
+    for name, figure in figures.items():
+        path = f"{MODEL_DIR}/{name}.png"
+        _save(client, run_id, figure, path)
+        paths.append(path)
+    return paths
+
+
+def log_study_plots(
+    client: MlflowClient, run_id: str, plots: StudyPlots, *, title: str
+) -> list[str]:
+    """Log each study plot as ``optuna/<name>.png`` and all of them as one interactive page.
+
+    The page (:data:`STUDY_PAGE`) is logged even when every plot was skipped, so it says why.
+
+    Returns:
+        The artifact paths logged, the page first.
+    """
+    client.log_text(run_id, study_html(plots, title=title), STUDY_PAGE)
+    paths = [STUDY_PAGE]
+    for name, plot in plots.plots.items():
+        path = f"{OPTUNA_DIR}/{name}.png"
+        _save(client, run_id, plot.static, path)
+        paths.append(path)
+    return paths
+
+
+def plot_links(
+    target: TrackingTarget, experiment_id: str, run_id: str, paths: list[str]
+) -> list[PlotLink]:
+    """Links into the MLflow UI for logged plot artifacts, titled for people."""
+    titles = {f"{MODEL_DIR}/{name}.png": title for name, title in MODEL_PLOTS.items()}
+    titles |= {f"{OPTUNA_DIR}/{name}.png": title for name, title in STUDY_PLOTS.items()}
+    titles[STUDY_PAGE] = "Optuna study plots (interactive)"
+    return [
+        PlotLink(
+            title=titles.get(path, path),
+            artifact_path=path,
+            page_url=artifact_page_url(target, experiment_id, run_id, path),
+            image_url=artifact_file_url(target, run_id, path) if path.endswith(".png") else None,
+        )
+        for path in paths
+    ]
