@@ -8,7 +8,8 @@ ARGS   ?=
 # The Prefect server's anonymous usage report only adds start-up work and log noise here.
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 
-.PHONY: install sweep test test-fast lint format mlflow-ui prefect-ui clean help
+.PHONY: install sweep test test-fast lint format mlflow-ui prefect-ui server pool deploy worker \
+	run-now notifications clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -46,6 +47,27 @@ mlflow-ui: $(STAMP)  ## open the local MLflow store at http://127.0.0.1:5000
 
 prefect-ui: $(STAMP)  ## start a Prefect server and UI at http://127.0.0.1:4200
 	$(BIN)/prefect server start --host 127.0.0.1 --port 4200
+
+# The scheduling loop talks to a long-running server (`make server` in another terminal).
+PREFECT_SERVER_API ?= http://127.0.0.1:4200/api
+pool deploy worker run-now notifications: export PREFECT_API_URL = $(PREFECT_SERVER_API)
+
+server: prefect-ui  ## same as prefect-ui: the Prefect server the deployments run on
+
+pool: $(STAMP)  ## create the `sweeps` process work pool on the server
+	$(BIN)/prefect work-pool create sweeps --type process --overwrite
+
+deploy: $(STAMP)  ## register every deployment in prefect.yaml (schedules included)
+	$(BIN)/prefect --no-prompt deploy --all
+
+worker: $(STAMP)  ## start a worker that runs the pool's sweeps from this checkout
+	$(BIN)/prefect worker start --pool sweeps
+
+run-now: $(STAMP)  ## trigger the nightly sweep now (pass ARGS="--param config={...}" to override)
+	$(BIN)/prefect deployment run sweep/nightly-sweep $(ARGS)
+
+notifications: $(STAMP)  ## webhooks on failure / new champion: make notifications WEBHOOK_URL=...
+	$(BIN)/sweepflow notifications --webhook-url "$(WEBHOOK_URL)"
 
 clean:  ## remove the local stores (mlruns/ contents) and caches, keep .venv
 	find mlruns -mindepth 1 ! -name .gitkeep -exec rm -rf {} +
