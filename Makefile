@@ -49,8 +49,9 @@ prefect-ui: $(STAMP)  ## start a Prefect server and UI at http://127.0.0.1:4200
 	$(BIN)/prefect server start --host 127.0.0.1 --port 4200
 
 # The scheduling loop talks to a long-running server (`make server` in another terminal).
-PREFECT_SERVER_API ?= http://127.0.0.1:4200/api
-pool deploy worker run-now notifications: export PREFECT_API_URL = $(PREFECT_SERVER_API)
+# Not PREFECT_-prefixed: Prefect would read such a variable as one of its settings.
+SERVER_API ?= http://127.0.0.1:4200/api
+pool deploy worker run-now notifications: export PREFECT_API_URL = $(SERVER_API)
 
 server: prefect-ui  ## same as prefect-ui: the Prefect server the deployments run on
 
@@ -63,8 +64,8 @@ deploy: $(STAMP)  ## register every deployment in prefect.yaml (schedules includ
 worker: $(STAMP)  ## start a worker that runs the pool's sweeps from this checkout
 	$(BIN)/prefect worker start --pool sweeps
 
-run-now: $(STAMP)  ## trigger the nightly sweep now (pass ARGS="--param config={...}" to override)
-	$(BIN)/prefect deployment run sweep/nightly-sweep $(ARGS)
+run-now: $(STAMP)  ## trigger the nightly sweep now (CONFIG='{"n_trials": 5}' replaces its config)
+	$(BIN)/prefect deployment run sweep/nightly-sweep $(if $(CONFIG),--param 'config=$(CONFIG)')
 
 notifications: $(STAMP)  ## webhooks on failure / new champion: make notifications WEBHOOK_URL=...
 	$(BIN)/sweepflow notifications --webhook-url "$(WEBHOOK_URL)"
