@@ -8,6 +8,8 @@ scoring setup, so trials stay comparable, and changed data starts a new study. P
 from __future__ import annotations
 
 import os
+import socket
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,7 +34,9 @@ class StudyPlan:
     storage: str
     trials_before: int
     note: str
+    budget: int
     warm_start_version: str | None = None
+    recovery: Recovery | None = None
 
     @property
     def is_new(self) -> bool:
@@ -71,14 +75,16 @@ def open_sweep_study(
     config: SweepConfig,
     data_digest: str,
     *,
+    sweep_id: str,
     previous_study: str | None,
     champion: tuple[str, dict[str, Any]] | None,
 ) -> tuple[optuna.Study, StudyPlan]:
-    """Open (or create) the sweep's study; seed a new one with the champion's params.
+    """Open (or create) the sweep's study, recover crashed sweeps, warm-start a new study.
 
     Args:
         config: the sweep's settings.
         data_digest: digest of the validated data.
+        sweep_id: this sweep's id (its MLflow parent run id).
         previous_study: the study the experiment's last sweep used, if any.
         champion: (version, params) of the registry's current champion, if any.
     """
@@ -110,12 +116,19 @@ def open_sweep_study(
         )
         warm_start = version
         note += f", warm-started with the champion's params (v{version})"
+    recovery = recover_dead_sweeps(study, sweep_id)
+    if recovery.dead_sweeps:
+        note += f"; {recovery.describe()}"
+    budget = config.n_trials + recovery.owed_trials
+    register_sweep(study, sweep_id, budget)
     return study, StudyPlan(
         name=name,
         storage=describe_storage(),
         trials_before=trials_before,
         note=note,
+        budget=budget,
         warm_start_version=warm_start,
+        recovery=recovery,
     )
 
 
@@ -156,3 +169,131 @@ def history_rows(study: optuna.Study) -> list[dict[str, Any]]:
             }
         )
     return rows
+
+
+# --------------------------------------------------------------------------- crash recovery
+
+ATTR_SWEEP_PREFIX = "sweep:"
+ATTR_REAPED = "reaped"
+ATTR_RETRY_OF = "retry_of"
+
+#: A sweep on another host counts as dead when its heartbeat is older than this.
+STALE_AFTER_SECONDS = float(os.environ.get("SWEEPFLOW_STALE_SECONDS", "600"))
+
+
+@dataclass(frozen=True)
+class Recovery:
+    """What a sweep found left behind by sweeps that died, and what it took over."""
+
+    dead_sweeps: tuple[str, ...] = ()
+    reaped_trials: tuple[int, ...] = ()
+    retried_trials: tuple[int, ...] = ()
+    owed_trials: int = 0
+
+    def describe(self) -> str:
+        if not self.dead_sweeps:
+            return ""
+        return (
+            f"recovered {len(self.dead_sweeps)} crashed sweep(s): failed the trials they left "
+            f"running ({', '.join(map(str, self.reaped_trials)) or 'none'}), retrying "
+            f"{len(self.retried_trials)} of them, and took over {self.owed_trials} unfinished "
+            "trials of their budget"
+        )
+
+
+def _owner() -> dict[str, Any]:
+    return {"host": socket.gethostname(), "pid": os.getpid(), "heartbeat": time.time()}
+
+
+def register_sweep(study: optuna.Study, sweep_id: str, n_trials: int) -> None:
+    """Record this sweep's trial budget and owner (host, pid, heartbeat) on the study."""
+    study.set_user_attr(ATTR_SWEEP_PREFIX + sweep_id, {"n_trials": n_trials, **_owner()})
+
+
+def heartbeat(study: optuna.Study, sweep_id: str) -> None:
+    """Refresh this sweep's heartbeat (how other hosts tell it is alive)."""
+    record = dict(study.user_attrs.get(ATTR_SWEEP_PREFIX + sweep_id, {}))
+    if record:
+        record["heartbeat"] = time.time()
+        study.set_user_attr(ATTR_SWEEP_PREFIX + sweep_id, record)
+
+
+def _is_alive(record: dict[str, Any], now: float) -> bool:
+    if record.get("adopted_by"):
+        return False
+    if record.get("host") == socket.gethostname():
+        try:
+            os.kill(int(record["pid"]), 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:  # pragma: no cover - another user's live process
+            return True
+        return True
+    return now - float(record.get("heartbeat", 0)) < STALE_AFTER_SECONDS
+
+
+def _consumed(trial: optuna.trial.FrozenTrial) -> bool:
+    """A trial that used up budget: it ended, and was not failed by the reaper."""
+    return trial.state.is_finished() and not trial.user_attrs.get(ATTR_REAPED)
+
+
+def recover_dead_sweeps(study: optuna.Study, sweep_id: str) -> Recovery:
+    """Fail the trials that crashed sweeps left RUNNING, retry each once, adopt their budget.
+
+    A sweep is dead when its process is gone (same host) or its heartbeat is stale (another
+    host). Its RUNNING trials become FAIL (marked ``reaped``) and are enqueued again once; the
+    trials it still owed move to the current sweep, so the study ends with exactly the budget
+    that its sweeps asked for.
+    """
+    now = time.time()
+    sweeps = {
+        key.removeprefix(ATTR_SWEEP_PREFIX): value
+        for key, value in study.user_attrs.items()
+        if key.startswith(ATTR_SWEEP_PREFIX)
+    }
+    dead = {
+        sid for sid, record in sweeps.items() if sid != sweep_id and not _is_alive(record, now)
+    }
+    live_others = set(sweeps) - dead - {sweep_id}
+    trials = study.get_trials(deepcopy=False)
+    reaped, retried = [], []
+    for trial in trials:
+        owner = trial.user_attrs.get(ATTR_SWEEP_RUN)
+        orphan = owner is None and not live_others
+        if trial.state != optuna.trial.TrialState.RUNNING or not (owner in dead or orphan):
+            continue
+        study._storage.set_trial_user_attr(trial._trial_id, ATTR_REAPED, True)
+        study.tell(trial.number, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
+        reaped.append(trial.number)
+        if trial.user_attrs.get(ATTR_RETRY_OF) is None:
+            study.enqueue_trial(trial.params, user_attrs={ATTR_RETRY_OF: trial.number})
+            retried.append(trial.number)
+    owed = 0
+    for sid in sorted(dead):
+        record = sweeps[sid]
+        if record.get("adopted_by"):
+            continue
+        consumed = sum(
+            1 for t in trials if t.user_attrs.get(ATTR_SWEEP_RUN) == sid and _consumed(t)
+        )
+        owed += max(0, int(record.get("n_trials", 0)) - consumed)
+        # Hand the rest of its budget over: it now asks only for what it finished.
+        study.set_user_attr(
+            ATTR_SWEEP_PREFIX + sid, {**record, "n_trials": consumed, "adopted_by": sweep_id}
+        )
+    return Recovery(
+        dead_sweeps=tuple(sorted(dead)),
+        reaped_trials=tuple(reaped),
+        retried_trials=tuple(retried),
+        owed_trials=owed,
+    )
+
+
+def study_budget(study: optuna.Study) -> tuple[int, int]:
+    """(trials the study's sweeps asked for, trials that used budget so far)."""
+    asked = sum(
+        int(value.get("n_trials", 0))
+        for key, value in study.user_attrs.items()
+        if key.startswith(ATTR_SWEEP_PREFIX)
+    )
+    return asked, sum(1 for t in study.get_trials(deepcopy=False) if _consumed(t))

@@ -228,3 +228,12 @@ def latest_sweep_study(client: MlflowClient, experiment_id: str) -> str | None:
         max_results=1,
     )
     return found[0].data.tags.get(TAG_STUDY) if found else None
+
+
+def mark_killed(client: MlflowClient, run_id: str, reason: str) -> bool:
+    """Close a run left RUNNING by a crashed process as KILLED; False if it was not open."""
+    if client.get_run(run_id).info.status != "RUNNING":
+        return False
+    client.set_tag(run_id, TAG_ERROR, reason[:5000])
+    client.set_terminated(run_id, status="KILLED")
+    return True

@@ -13,9 +13,11 @@ import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import mlflow
+from filelock import FileLock
 from mlflow import MlflowClient
 
 # Our processes never deserialize pickles through MLflow (model files go through skops).
@@ -91,6 +93,44 @@ def resolve_target() -> TrackingTarget:
     )
 
 
+class SerializedClient:
+    """An ``MlflowClient`` whose calls hold an inter-process file lock.
+
+    SQLite takes one writer at a time; with several sweep processes on one local store, MLflow
+    surfaces "database is locked" as errors (and a fresh store can lose runs to a migration
+    race). Holding a lock around each call serialises the writers instead.
+    """
+
+    def __init__(self, client: MlflowClient, lock: FileLock) -> None:
+        self._client = client
+        self.lock = lock
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._client, name)
+        if not callable(attribute):
+            return attribute
+
+        def locked(*args: Any, **kwargs: Any) -> Any:
+            with self.lock:
+                return attribute(*args, **kwargs)
+
+        return locked
+
+
+def store_lock(target: TrackingTarget) -> FileLock | None:
+    """The lock that serialises writers of a local SQLite store (None for servers)."""
+    if not target.is_local_sqlite:
+        return None
+    database = Path(target.tracking_uri.removeprefix("sqlite:///"))
+    return FileLock(str(database) + ".lock", timeout=600)
+
+
+def _client(target: TrackingTarget) -> MlflowClient:
+    client = MlflowClient(tracking_uri=target.tracking_uri, registry_uri=target.registry_uri)
+    lock = store_lock(target)
+    return client if lock is None else SerializedClient(client, lock)  # type: ignore[return-value]
+
+
 def connect(target: TrackingTarget | None = None) -> MlflowClient:
     """Point MLflow at the target (creating the local store) and return a client.
 
@@ -105,7 +145,7 @@ def connect(target: TrackingTarget | None = None) -> MlflowClient:
         )
     mlflow.set_tracking_uri(target.tracking_uri)
     mlflow.set_registry_uri(target.registry_uri)
-    client = MlflowClient(tracking_uri=target.tracking_uri, registry_uri=target.registry_uri)
+    client = _client(target)
     client.search_experiments(max_results=1)  # creates and migrates the store now
     return client
 
@@ -142,4 +182,4 @@ def mask_uri(uri: str) -> str:
 
 def client_for(target: TrackingTarget) -> MlflowClient:
     """A client on an already-connected target (no store checks: cheap enough per task)."""
-    return MlflowClient(tracking_uri=target.tracking_uri, registry_uri=target.registry_uri)
+    return _client(target)
