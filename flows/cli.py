@@ -220,5 +220,14 @@ def generate_data(
     console.print(f"wrote {len(frame)} rows to {out}")
 
 
+# Registry commands (flows/cli_registry.py): promote, rollback, history, score.
+from flows import cli_registry  # noqa: E402 - registered after `fail` and `console` exist
+
+app.command("promote")(cli_registry.promote)
+app.command("rollback")(cli_registry.rollback)
+app.command("history")(cli_registry.history)
+app.command("score")(cli_registry.score)
+
+
 if __name__ == "__main__":  # pragma: no cover - python -m flows.cli
     app()

@@ -22,6 +22,7 @@ from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 
+from tracking import versions
 from tracking.model_files import TRUSTED_TYPES
 
 CHAMPION = "champion"
@@ -134,6 +135,14 @@ def register_best_model(
             run_id=run_id,
             tags={k: str(v) for k, v in tags.items() if v is not None},
             model_id=info.model_id,
+        )
+        # MLflow's copy of the skops file differs from the standalone one: record its own hash,
+        # so a machine without the standalone file can still verify what it downloads.
+        client.set_model_version_tag(
+            model_name,
+            existing.version,
+            versions.TAG_ARTIFACT_SHA256,
+            versions.artifact_sha256(client, model_name, str(existing.version)),
         )
     version = existing.version
     client.set_registered_model_alias(model_name, CHALLENGER, version)

@@ -1,0 +1,295 @@
+"""``sweepflow promote``, ``rollback``, ``history`` and ``score``: the registry from the shell.
+
+Registered on the ``sweepflow`` app at the end of ``flows/cli.py``. Prefect and MLflow are
+imported inside the commands, so ``sweepflow --help`` stays fast. Settings, files and the
+registry are checked before a flow starts: a problem is one line on stderr and exit code 2.
+A promotion refused because a model file failed its checks exits 1 (the refusal is recorded).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from churnml.config import ConfigError
+from churnml.data import DataValidationError
+from churnml.promotion import REFUSED, Decision, PromoteConfig, parse_promote_config
+from churnml.scoring import check_columns, parse_score_config, read_header
+
+if TYPE_CHECKING:
+    from flows.registry_steps import History
+
+EXIT_REFUSED = 1
+DEFAULT_MODEL = PromoteConfig().model_name
+
+ModelName = Annotated[str, typer.Option(help="Registered model name.")]
+EvalData = Annotated[
+    Path | None,
+    typer.Option(
+        help="Labelled evaluation CSV (bank-churn schema with the target). "
+        "Default: the challenger's sweep holdout, rebuilt exactly."
+    ),
+]
+Target = Annotated[str, typer.Option(help="Target column of --data.")]
+
+
+def _cli() -> Any:
+    """``flows.cli`` (imported late: it imports this module at its end)."""
+    from flows import cli
+
+    return cli
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split())
+
+
+def _run(action: Any) -> Any:
+    """Run ``action``, turning known failures into one-line errors with the right exit code."""
+    from mlflow.exceptions import MlflowException
+
+    from flows.registry_steps import EvaluationDataError
+    from tracking.model_files import ModelFileError
+    from tracking.promotion import PromotionConflictError
+    from tracking.store import mask_uri, resolve_target
+    from tracking.versions import VersionNotFoundError
+
+    fail = _cli().fail
+    try:
+        return action()
+    except (ConfigError, DataValidationError, EvaluationDataError, VersionNotFoundError) as error:
+        raise fail(_one_line(error)) from None
+    except ModelFileError as error:
+        raise fail(_one_line(error), EXIT_REFUSED) from None
+    except PromotionConflictError as error:
+        raise fail(_one_line(error), EXIT_REFUSED) from None
+    except (MlflowException, OSError) as error:
+        uri = mask_uri(resolve_target().tracking_uri)
+        raise fail(f"MLflow at {uri}: {_one_line(error)[:300]}") from None
+
+
+# --------------------------------------------------------------------------- promote
+
+
+def promote(
+    model_name: ModelName = DEFAULT_MODEL,
+    to_version: Annotated[
+        int | None,
+        typer.Option(help="Roll back: make version N champion (its file checks still apply)."),
+    ] = None,
+    metric: Annotated[
+        str, typer.Option(help="roc_auc, accuracy, f1, precision, recall or log_loss.")
+    ] = "roc_auc",
+    margin: Annotated[
+        float, typer.Option(help="The challenger must beat the champion by more than this.")
+    ] = 0.0,
+    floor: Annotated[
+        float | None,
+        typer.Option(help="Worst metric value a new champion may have (a ceiling for log_loss)."),
+    ] = None,
+    data: EvalData = None,
+    target: Target = "Exited",
+) -> None:
+    """Score champion and challenger on the same data; move champion only if the challenger wins.
+
+    Either way the decision is recorded in the registry (history, version tags, an MLflow run)
+    and in the Prefect run. With --to-version N, roll back to version N instead.
+    """
+    settings = {
+        "model_name": model_name,
+        "to_version": to_version,
+        "metric": metric,
+        "margin": margin,
+        "floor": floor,
+        "data": data,
+        "target": target,
+    }
+    _promote({key: value for key, value in settings.items() if value is not None})
+
+
+def rollback(
+    to_version: Annotated[int, typer.Option(help="The version to make champion again.")],
+    model_name: ModelName = DEFAULT_MODEL,
+    data: EvalData = None,
+    target: Target = "Exited",
+) -> None:
+    """Move champion back to version N (same as promote --to-version N), recorded the same way."""
+    settings = {"model_name": model_name, "to_version": to_version, "target": target}
+    if data is not None:
+        settings["data"] = data
+    _promote(settings)
+
+
+def _promote(raw: dict[str, Any]) -> None:
+    fail = _cli().fail
+    try:
+        config = parse_promote_config(raw)
+    except ConfigError as error:
+        raise fail(_one_line(error)) from None
+    if config.data is not None:
+        try:
+            check_columns(read_header(config.data), str(config.data))
+        except DataValidationError as error:
+            raise fail(_one_line(error)) from None
+
+    def run() -> Decision:
+        from flows.promote import promote as promote_flow
+        from flows.registry_steps import plan_promotion
+        from tracking.store import resolve_target
+
+        plan_promotion(config, resolve_target())  # a missing model or version: before Prefect
+        return promote_flow(config=config)
+
+    decision = _run(run)
+    print_decision(decision)
+    if decision.outcome == REFUSED:
+        raise typer.Exit(EXIT_REFUSED)
+
+
+def print_decision(decision: Decision) -> None:
+    """The decision as a table: outcome, why, both versions' metrics, what was checked."""
+    from rich.table import Table
+
+    table = Table(
+        title=f"{decision.model_name}: {decision.action} v{decision.candidate}",
+        show_header=False,
+        title_justify="left",
+    )
+    table.add_column(style="bold")
+    table.add_column(overflow="fold")
+    table.add_row("outcome", decision.outcome)
+    table.add_row("reason", decision.reason)
+    table.add_row(
+        "champion", f"before v{decision.champion_before}, after v{decision.champion_after}"
+    )
+    for role, version, values in (
+        ("candidate", decision.candidate, decision.candidate_metrics),
+        ("champion before", decision.champion_before, decision.champion_metrics),
+    ):
+        if values:
+            shown = ", ".join(
+                f"{key} {values[key]:.4f}"
+                for key in ("roc_auc", "accuracy", "f1", "precision", "recall", "log_loss")
+                if key in values
+            )
+            table.add_row(f"{role} v{version}", shown)
+    table.add_row("data", f"{decision.data_source} (digest {decision.data_digest})")
+    for version, text in decision.checks.items():
+        table.add_row(f"checks v{version}", text)
+    for note in decision.notes:
+        table.add_row("note", note)
+    table.add_row("recorded", f"MLflow run {decision.mlflow_run_id}; {decision.time}")
+    _cli().console.print(table)
+
+
+# --------------------------------------------------------------------------- history
+
+
+def history(model_name: ModelName = DEFAULT_MODEL) -> None:
+    """Which version was champion, from when to when, and why; then every recorded decision."""
+
+    def run() -> History:
+        from flows.registry_steps import read_history
+        from tracking.store import resolve_target
+
+        return read_history(model_name, resolve_target())
+
+    print_history(_run(run))
+
+
+def _when(text: str | None) -> str:
+    if not text:
+        return "?"
+    return text.replace("T", " ")[:19] + (" UTC" if len(text) > 19 else "")
+
+
+def print_history(found: History) -> None:
+    """Two tables: the champion periods, and the decisions behind them."""
+    from rich.table import Table
+
+    console = _cli().console
+    periods = Table(title=f"{found.model_name}: champion periods", title_justify="left")
+    for column in ("version", "from", "to", "why"):
+        periods.add_column(column, overflow="fold")
+    for period in found.periods:
+        periods.add_row(
+            f"v{period.version}",
+            _when(period.start),
+            "now" if period.end is None else _when(period.end),
+            period.reason,
+        )
+    if not found.periods:
+        periods.add_row("-", "-", "-", "no champion yet")
+    console.print(periods)
+    decisions = Table(title="decisions", title_justify="left")
+    for column in ("time", "action", "candidate", "outcome", "champion", "reason"):
+        decisions.add_column(column, overflow="fold")
+    for item in found.decisions:
+        decisions.add_row(
+            _when(item.time),
+            item.action,
+            f"v{item.candidate}",
+            item.outcome,
+            f"v{item.champion_before} -> v{item.champion_after}",
+            item.reason,
+        )
+    if not found.decisions:
+        decisions.add_row("-", "-", "-", "-", "-", "none recorded yet (sweepflow promote)")
+    console.print(decisions)
+
+
+# --------------------------------------------------------------------------- score
+
+
+def score(
+    data: Annotated[Path, typer.Option(help="CSV to score (bank-churn columns; others ignored).")],
+    out: Annotated[Path, typer.Option(help="CSV of predictions to write.")],
+    alias: Annotated[
+        str | None, typer.Option(help="Registry alias to score with. Default: champion.")
+    ] = None,
+    version: Annotated[int | None, typer.Option(help="Model version to score with.")] = None,
+    model_name: ModelName = DEFAULT_MODEL,
+    chunk_rows: Annotated[int, typer.Option(help="Rows read and scored at a time.")] = 50_000,
+) -> None:
+    """Write churn probabilities for every row of a CSV, with the model version used."""
+    fail = _cli().fail
+    try:
+        config = parse_score_config(
+            {
+                "data": data,
+                "out": out,
+                "alias": alias,
+                "version": version,
+                "model_name": model_name,
+                "chunk_rows": chunk_rows,
+            }
+        )
+        check_columns(read_header(config.data), str(config.data))
+    except (ConfigError, DataValidationError) as error:
+        raise fail(_one_line(error)) from None
+
+    def run() -> Any:
+        from flows.registry_steps import resolve_for_scoring
+        from flows.score import score as score_flow
+        from tracking.store import resolve_target
+
+        ref = resolve_for_scoring(config, resolve_target())  # before Prefect starts
+        return ref, score_flow(config=config)
+
+    ref, stats = _run(run)
+    extra = ""
+    if stats.unknown_categories:
+        extra = "; unseen categories scored: " + ", ".join(
+            f"{name} in {count} rows" for name, count in stats.unknown_categories.items()
+        )
+    _cli().console.print(
+        f"scored {stats.rows} rows with {ref.label} ({config.selector}) in {stats.chunks} "
+        f"chunk(s); wrote {stats.out}{extra}",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+__all__ = ["history", "promote", "rollback", "score"]
