@@ -186,11 +186,26 @@ def open_study(
     config: SweepConfig, context: steps.TrialContext, digest: str, previous_study: str | None
 ) -> tuple[optuna.Study, studies.StudyPlan]:
     """Resume the study of this data and setup, or start one seeded with the champion."""
-    champion = registry.champion_params(connect(context.target), config.model_name)
+    client = connect(context.target)
+    champion = registry.champion_params(client, config.model_name)
     study, plan = studies.open_sweep_study(
-        config, digest, previous_study=previous_study, champion=champion
+        config,
+        digest,
+        sweep_id=context.parent_run_id,
+        previous_study=previous_study,
+        champion=champion,
     )
-    connect(context.target).set_tag(context.parent_run_id, "sweepflow.study_note", plan.note)
+    if plan.recovery and plan.recovery.dead_sweeps:
+        # What the crashed sweeps left open in MLflow is closed as KILLED, not left RUNNING.
+        for sweep_run_id in plan.recovery.dead_sweeps:
+            runs.mark_killed(client, sweep_run_id, f"crashed; recovered by {context.parent_run_id}")
+        for number in plan.recovery.reaped_trials:
+            run_id = runs.find_trial_run(
+                client, context.experiment_id, study_name=context.study_name, number=number
+            )
+            if run_id is not None:
+                runs.mark_killed(client, run_id, "its sweep crashed; the trial is retried")
+    client.set_tag(context.parent_run_id, "sweepflow.study_note", plan.note)
     return study, plan
 
 
@@ -365,6 +380,7 @@ def _run_trials(
     config: SweepConfig,
     context: steps.TrialContext,
     n_features: int,
+    budget: int,
 ) -> list[TrialRecord]:
     """Ask/tell loop: keep ``parallel`` trials running as mapped tasks, tell each as it ends."""
     from prefect.artifacts import create_progress_artifact, update_progress_artifact
@@ -372,8 +388,9 @@ def _run_trials(
     logger = get_run_logger()
     trial_task = run_trial.with_options(retries=config.trial_retries)
     progress_id = create_progress_artifact(
-        0.0, key="sweep-progress", description=f"Trials done of {config.n_trials}"
+        0.0, key="sweep-progress", description=f"Trials done of {budget}"
     )
+    runtime.report_progress(runtime.TrialProgress(study.study_name, 0, budget, None))
     records: list[TrialRecord] = []
     running: dict[PrefectFuture, tuple[optuna.Trial, dict[str, Any]]] = {}
     asked = 0
@@ -397,7 +414,7 @@ def _run_trials(
         )
         running.update(zip(futures, wave, strict=True))
 
-    launch(min(config.parallel, config.n_trials))
+    launch(min(config.parallel, budget))
     while running:
         first = next(as_completed(list(running)))
         finished = [first] + [f for f in running if f is not first and _is_done(f)]
@@ -405,15 +422,17 @@ def _run_trials(
             future.wait()  # records the final state locally (the API may lag behind)
             trial, params = running.pop(future)
             records.append(_tell(study, trial, params, future, context, logger))
+        studies.heartbeat(study, context.parent_run_id)
         done = len(records)
         best = max((r.value for r in records if r.state == "COMPLETE"), default=None)
         update_progress_artifact(
             progress_id,
-            100.0 * done / config.n_trials,
-            description=f"{done}/{config.n_trials} trials done; best CV AUC "
+            100.0 * done / budget,
+            description=f"{done}/{budget} trials done; best CV AUC "
             + (f"{best:.4f}" if best is not None else "n/a"),
         )
-        launch(min(len(finished), config.n_trials - asked))
+        runtime.report_progress(runtime.TrialProgress(study.study_name, done, budget, best))
+        launch(min(len(finished), budget - asked))
     return sorted(records, key=lambda r: r.number)
 
 
@@ -486,7 +505,9 @@ def sweep(config: SweepConfig = SweepConfig()) -> SweepSummary:  # noqa: B008 - 
         optuna.logging.set_verbosity(optuna.logging.WARNING)  # our own log says it better
         study, plan = open_study(config, context, data.digest, previous_study)
         logger.info("%s (storage: %s)", plan.note, plan.storage)
-        records = _run_trials(study, config, context, len(data.encoded_features))
+        records = _run_trials(
+            study, config, context, len(data.encoded_features), budget=plan.budget
+        )
         complete = [r for r in records if r.state == "COMPLETE"]
         failed = [r for r in records if r.state == "FAIL"]
         if not complete:

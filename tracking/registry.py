@@ -116,7 +116,8 @@ def register_best_model(
     existing = find_version_for_run(client, model_name, run_id)
     created = existing is None
     if existing is None:
-        with _quiet_model_logging():
+        # log_model writes through its own client: hold the store's writer lock (SQLite) too.
+        with getattr(client, "lock", None) or contextlib.nullcontext(), _quiet_model_logging():
             signature = infer_signature(input_example, model.predict_proba(input_example)[:, 1])
             info = mlflow.sklearn.log_model(
                 model,
