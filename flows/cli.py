@@ -6,12 +6,23 @@ one-line message and exit code 2, not a server start and a traceback.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 import yaml
 from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 
 from churnml import prepare
@@ -67,6 +78,78 @@ def check_data(config: SweepConfig) -> prepare.PreparedData:
     return prepare.split(clean, config, digest=frame_digest(clean))
 
 
+#: Loggers whose INFO lines are for --verbose: Prefect's task-run chatter, MLflow's store set-up.
+CHATTY_LOGGERS = ("mlflow", "alembic")
+
+
+class _DropReported(logging.Filter):
+    """Drops log records carrying an error the command line reports itself, in one line."""
+
+    def __init__(self, reported: tuple[type[BaseException], ...]) -> None:
+        super().__init__()
+        self.reported = reported
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        return not isinstance(error, self.reported)
+
+
+def quiet_console_logs(reported: tuple[type[BaseException], ...] = ()) -> None:
+    """Keep Prefect's and MLflow's INFO logs off the console for the rest of this process.
+
+    Only the console is quietened: Prefect's loggers keep their level, so every flow and task
+    log still reaches the Prefect API and its UI. Warnings and errors always show, except the
+    traceback of an error in ``reported``, which the caller prints as one line. Not undone at
+    the end of the sweep: the temporary Prefect server is stopped (and says so) at exit.
+    """
+    from prefect.logging.handlers import PrefectConsoleHandler
+
+    # Prefect attaches its console handler to the root logger and to uvicorn/fastapi.
+    for name in (None, "uvicorn", "fastapi"):
+        for handler in logging.getLogger(name).handlers:
+            if isinstance(handler, PrefectConsoleHandler):
+                handler.setLevel(logging.WARNING)
+                handler.addFilter(_DropReported(reported))
+    for name in CHATTY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+@contextmanager
+def trial_progress(total: int, *, enabled: bool) -> Iterator[None]:
+    """A progress bar of finished trials (done/total, best CV AUC so far) while a sweep runs.
+
+    It listens to the flow in this process (``flows.runtime.progress_listener``) and draws on
+    stderr, so stdout keeps only the summary.
+    """
+    if not enabled:
+        yield
+        return
+    from flows import runtime
+
+    bar = Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("best CV AUC {task.fields[best]}"),
+        TimeElapsedColumn(),
+        console=errors,
+    )
+    task = bar.add_task("starting Prefect and MLflow", total=total, best="n/a")
+
+    def on_progress(progress: runtime.TrialProgress) -> None:
+        bar.update(
+            task,
+            completed=progress.done,
+            best=f"{progress.best:.4f}" if progress.best is not None else "n/a",
+            description="trials" if progress.done < progress.total else "refit, register, plot",
+        )
+
+    with bar, runtime.progress_listener(on_progress):
+        yield
+        bar.update(task, description="sweep done")
+
+
 @app.command()
 def sweep(
     data: Annotated[
@@ -104,6 +187,14 @@ def sweep(
         Path | None,
         typer.Option(help="YAML file of settings (same keys as the flow's config); options win."),
     ] = None,
+    verbose: Annotated[
+        bool,
+        typer.Option(
+            "--verbose",
+            "-v",
+            help="Show Prefect's and MLflow's logs (every task run) instead of a progress bar.",
+        ),
+    ] = False,
 ) -> None:
     """Run a sweep: mapped Optuna trials in Prefect, tracked in MLflow, best model registered."""
     try:
@@ -137,10 +228,15 @@ def sweep(
     from flows.sweep import SweepFailedError
     from flows.sweep import sweep as sweep_flow
 
+    if not verbose:
+        quiet_console_logs(reported=(SweepFailedError,))
     try:
-        summary = sweep_flow(config=settings)
+        with trial_progress(settings.n_trials, enabled=not verbose):
+            summary = sweep_flow(config=settings)
     except SweepFailedError as error:
         raise fail(str(error), EXIT_SWEEP_FAILED) from None
+    except (ConfigError, DataValidationError) as error:  # found once the flow ran
+        raise fail(str(error)) from None
     print_summary(summary)
 
 
@@ -173,6 +269,14 @@ def print_summary(summary: Any) -> None:
     table.add_row("skops file", summary.skops_path)
     table.add_row("sha256", summary.skops_sha256)
     table.add_row("tracking", summary.tracking_uri)
+    plots = getattr(summary, "plots", None)
+    if plots is not None:
+        table.add_row(
+            "plots",
+            f"{len(plots.links)} on the sweep run: artifacts model/ and optuna/ "
+            "(interactive: optuna/study.html)"
+            + "".join(f"; {name} not drawn: {why}" for name, why in plots.skipped.items()),
+        )
     console.print(table)
     console.print("\nSee the results:", style="bold")
     console.print(f"  MLflow UI:  {summary.mlflow_ui_command}", highlight=False, soft_wrap=True)

@@ -15,7 +15,7 @@ from typing import Any
 
 import optuna
 
-from churnml.config import SweepConfig
+from churnml.config import ConfigError, SweepConfig
 from churnml.search import make_storage, open_study, study_fingerprint, to_trial_values
 from tracking.store import mask_uri, mlruns_dir
 
@@ -116,6 +116,7 @@ def open_sweep_study(
         )
         warm_start = version
         note += f", warm-started with the champion's params (v{version})"
+    refuse_unsafe_sharing(study, sweep_id)
     recovery = recover_dead_sweeps(study, sweep_id)
     if recovery.dead_sweeps:
         note += f"; {recovery.describe()}"
@@ -230,6 +231,33 @@ def _is_alive(record: dict[str, Any], now: float) -> bool:
             return True
         return True
     return now - float(record.get("heartbeat", 0)) < STALE_AFTER_SECONDS
+
+
+def refuse_unsafe_sharing(study: optuna.Study, sweep_id: str) -> None:
+    """Refuse a second live writer process on a SQLite study: SQLite would lose its writes.
+
+    The default journal file and PostgreSQL take several writers safely.
+
+    Raises:
+        ConfigError: another live sweep (another process) works on this SQLite study now.
+    """
+    url = storage_url() or ""
+    if not url.startswith("sqlite"):
+        return
+    now = time.time()
+    for key, record in study.user_attrs.items():
+        other = key.removeprefix(ATTR_SWEEP_PREFIX)
+        if (
+            key.startswith(ATTR_SWEEP_PREFIX)
+            and other != sweep_id
+            and record.get("pid") != os.getpid()
+            and _is_alive(record, now)
+        ):
+            raise ConfigError(
+                f"OPTUNA_STORAGE={mask_uri(url)}: sweep {other} (pid {record.get('pid')}) is "
+                "writing to this SQLite study now, and SQLite is not safe for several writer "
+                "processes; wait for it, or unset OPTUNA_STORAGE (journal file) or use PostgreSQL"
+            )
 
 
 def _consumed(trial: optuna.trial.FrozenTrial) -> bool:
