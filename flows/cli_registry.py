@@ -135,11 +135,12 @@ def _promote(raw: dict[str, Any]) -> None:
             raise fail(_one_line(error)) from None
 
     def run() -> Decision:
-        from flows.promote import promote as promote_flow
         from flows.registry_steps import plan_promotion
         from tracking.store import resolve_target
 
         plan_promotion(config, resolve_target())  # a missing model or version: before Prefect
+        from flows.promote import promote as promote_flow
+
         return promote_flow(config=config)
 
     decision = _run(run)
@@ -200,9 +201,8 @@ def history(model_name: ModelName = DEFAULT_MODEL) -> None:
 
 
 def _when(text: str | None) -> str:
-    if not text:
-        return "?"
-    return text.replace("T", " ")[:19] + (" UTC" if len(text) > 19 else "")
+    """ISO time text as ``YYYY-MM-DD HH:MM:SS`` (UTC), ``?`` when unknown."""
+    return text.replace("T", " ")[:19] if text else "?"
 
 
 def print_history(found: History) -> None:
@@ -210,9 +210,10 @@ def print_history(found: History) -> None:
     from rich.table import Table
 
     console = _cli().console
-    periods = Table(title=f"{found.model_name}: champion periods", title_justify="left")
-    for column in ("version", "from", "to", "why"):
-        periods.add_column(column, overflow="fold")
+    periods = Table(title=f"{found.model_name}: champion periods (UTC)", title_justify="left")
+    for column in ("version", "from", "to"):
+        periods.add_column(column, no_wrap=True)
+    periods.add_column("why", overflow="fold", ratio=1)
     for period in found.periods:
         periods.add_row(
             f"v{period.version}",
@@ -223,20 +224,19 @@ def print_history(found: History) -> None:
     if not found.periods:
         periods.add_row("-", "-", "-", "no champion yet")
     console.print(periods)
-    decisions = Table(title="decisions", title_justify="left")
-    for column in ("time", "action", "candidate", "outcome", "champion", "reason"):
-        decisions.add_column(column, overflow="fold")
+    decisions = Table(title="decisions (UTC)", title_justify="left")
+    for column in ("time", "decision", "champion"):
+        decisions.add_column(column, no_wrap=True)
+    decisions.add_column("reason", overflow="fold", ratio=1)
     for item in found.decisions:
         decisions.add_row(
             _when(item.time),
-            item.action,
-            f"v{item.candidate}",
-            item.outcome,
+            f"{item.action} v{item.candidate}: {item.outcome}",
             f"v{item.champion_before} -> v{item.champion_after}",
             item.reason,
         )
     if not found.decisions:
-        decisions.add_row("-", "-", "-", "-", "-", "none recorded yet (sweepflow promote)")
+        decisions.add_row("-", "-", "-", "none recorded yet (sweepflow promote)")
     console.print(decisions)
 
 
@@ -272,10 +272,11 @@ def score(
 
     def run() -> Any:
         from flows.registry_steps import resolve_for_scoring
-        from flows.score import score as score_flow
         from tracking.store import resolve_target
 
         ref = resolve_for_scoring(config, resolve_target())  # before Prefect starts
+        from flows.score import score as score_flow
+
         return ref, score_flow(config=config)
 
     ref, stats = _run(run)
