@@ -96,14 +96,14 @@ class Api:
             time.sleep(1)
         raise TimeoutError(f"runs not final after {timeout} s: {[r.state for r in found]}")
 
-    def artifact_keys(self, run_id: str) -> set[str]:
+    def artifacts(self, run_id: str) -> dict[str, object]:
         from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 
         with self.client() as client:
             found = client.read_artifacts(
                 artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run_id]))
             )
-        return {artifact.key for artifact in found}
+        return {artifact.key: artifact for artifact in found}
 
 
 @pytest.fixture(scope="module")
@@ -211,9 +211,12 @@ def test_triggered_runs_complete_resume_the_study_never_overlap_and_notify(serve
         assert sweep_children(parent.info.run_id) == [0, 1, 2]
         version = connect().get_model_version("deployed-model", "1")
         assert set(version.aliases) == {"champion", "challenger"}
-        assert {"sweep-summary", "sweep-leaderboard", "study-history", "mlflow-sweep-run"} <= (
-            api.artifact_keys(first_id)
+        artifacts = api.artifacts(first_id)
+        assert {"sweep-summary", "sweep-leaderboard", "study-history", "mlflow-sweep-run"} <= set(
+            artifacts
         )
+        # The history names the deployment's active schedule.
+        assert "0 2 * * * (Europe/London)" in artifacts["study-history"].data
         receiver.wait_for(lambda p: p.get("subject") == "new champion", timeout=90)
 
         # Two runs of the same sweep triggered together, plus one that must fail.
