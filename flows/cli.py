@@ -140,6 +140,7 @@ def trial_progress(total: int, *, enabled: bool) -> Iterator[None]:
     def on_progress(progress: runtime.TrialProgress) -> None:
         bar.update(
             task,
+            total=progress.total,  # the flow's budget may differ (trials adopted from a crash)
             completed=progress.done,
             best=f"{progress.best:.4f}" if progress.best is not None else "n/a",
             description="trials" if progress.done < progress.total else "refit, register, plot",
