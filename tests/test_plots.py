@@ -243,7 +243,9 @@ def test_log_plots_puts_model_and_study_plots_on_the_parent_run(fitted, parent_r
     assert report.skipped == {}
     roc = report.link("model/roc_curve.png")
     assert roc.title == plots.MODEL_PLOTS["roc_curve"]
-    assert roc.page_url.endswith(f"/runs/{run_id}/artifactPath/model/roc_curve.png")
+    assert roc.page_url.endswith(
+        f"/runs/{run_id}/artifactPath/model/roc_curve.png?workflowType=machine_learning"
+    )
     assert f"run_uuid={run_id}" in roc.image_url
     assert report.link("optuna/study.html").image_url is None
 
@@ -281,7 +283,7 @@ def test_summary_markdown_embeds_key_plots_and_links_the_rest():
     assert "![Confusion matrix" not in text  # linked, not inline
     assert (
         "[open in MLflow](http://127.0.0.1:5111/#/experiments/3/runs/abc/artifactPath/"
-        "optuna/study.html)" in text
+        "optuna/study.html?workflowType=machine_learning)" in text
     )
     assert "Not drawn: slice (no trial completed)" in text
     assert "No plot was logged." in plots_markdown(PlotReport(), "x")

@@ -53,7 +53,7 @@ class PlotReport:
 
 def artifact_page_url(target: TrackingTarget, experiment_id: str, run_id: str, path: str) -> str:
     """The MLflow UI page that shows artifact ``path`` of a run."""
-    return f"{target.run_url(experiment_id, run_id)}/artifactPath/{quote(path)}"
+    return target.run_url(experiment_id, run_id, page=f"artifactPath/{quote(path)}")
 
 
 def artifact_file_url(target: TrackingTarget, run_id: str, path: str) -> str:

@@ -22,6 +22,13 @@ from mlflow import MlflowClient
 
 # Our processes never deserialize pickles through MLflow (model files go through skops).
 os.environ.setdefault("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "false")
+# Against a tracking server MLflow prints "View run ... at" to stdout for every run it ends,
+# from every parallel trial; the sweep's summary and logs give those links once.
+os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+
+
+#: Query of MLflow UI links that selects its "Model training" navigation.
+ML_WORKFLOW = "?workflowType=machine_learning"
 
 
 def mlruns_dir() -> Path:
@@ -49,9 +56,14 @@ class TrackingTarget:
             return mask_uri(self.tracking_uri).rstrip("/")
         return "http://127.0.0.1:5000"
 
-    def run_url(self, experiment_id: str, run_id: str) -> str:
-        """The MLflow UI page of a run."""
-        return f"{self.ui_base}/#/experiments/{experiment_id}/runs/{run_id}"
+    def run_url(self, experiment_id: str, run_id: str, page: str = "") -> str:
+        """The MLflow UI page of a run, or a sub-page of it (e.g. ``artifactPath/x.png``).
+
+        The query opens the UI's "Model training" navigation (runs, models, registry); without
+        it MLflow 3 opens in its GenAI mode, which has no place for a training sweep.
+        """
+        url = f"{self.ui_base}/#/experiments/{experiment_id}/runs/{run_id}"
+        return f"{url}/{page}{ML_WORKFLOW}" if page else f"{url}{ML_WORKFLOW}"
 
     def model_version_url(self, name: str, version: str) -> str:
         """The MLflow UI page of a registered model version."""
