@@ -90,13 +90,7 @@ def split(clean: pd.DataFrame, config: SweepConfig, *, digest: str) -> PreparedD
     train, test = split_holdout(clean, target=target, test_size=config.test_size, seed=config.seed)
     feature_columns = [c for c in clean.columns if c != target]
     encoded = encoded_feature_names(train[feature_columns])
-    space = config.search_space
-    for key, value in (("k_max", space.k_max), ("k_min", space.k_min)):
-        if value is not None and value > len(encoded):
-            raise ConfigError(
-                f"config.search_space.{key}: {value} is above the {len(encoded)} encoded "
-                f"features of this data ({', '.join(encoded)}); use at most {len(encoded)}"
-            )
+    check_search_space(encoded, config)
     return PreparedData(
         train=train,
         test=test,
@@ -109,3 +103,18 @@ def split(clean: pd.DataFrame, config: SweepConfig, *, digest: str) -> PreparedD
         churn_rate=float(clean[target].mean()),
         feature_columns=feature_columns,
     )
+
+
+def check_search_space(encoded: list[str], config: SweepConfig) -> None:
+    """Check ``search_space.k_min``/``k_max`` against the data's encoded features.
+
+    Raises:
+        ConfigError: a bound exceeds the number of encoded features.
+    """
+    space = config.search_space
+    for key, value in (("k_max", space.k_max), ("k_min", space.k_min)):
+        if value is not None and value > len(encoded):
+            raise ConfigError(
+                f"config.search_space.{key}: {value} is above the {len(encoded)} encoded "
+                f"features of this data ({', '.join(encoded)}); use at most {len(encoded)}"
+            )

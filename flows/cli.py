@@ -27,7 +27,7 @@ from rich.table import Table
 
 from churnml import prepare
 from churnml.config import ConfigError, SweepConfig, parse_config
-from churnml.data import DataValidationError, frame_digest, generate_bank_churn
+from churnml.data import DataValidationError, generate_bank_churn
 
 app = typer.Typer(
     help="Hyperparameter sweeps for a bank-churn classifier: Prefect + Optuna + MLflow + skops.",
@@ -73,9 +73,15 @@ def build_config(file: Path | None, overrides: dict[str, Any]) -> SweepConfig:
 
 
 def check_data(config: SweepConfig) -> prepare.PreparedData:
-    """Everything the flow checks about the data, done up front (fast, no server needed)."""
-    clean = prepare.validate(prepare.load_raw(config.data), config)
-    return prepare.split(clean, config, digest=frame_digest(clean))
+    """Everything the flow checks about the data, done up front (fast, no server needed).
+
+    The split is cached (``churnml.cache``), so the flow that follows, and a later sweep on the
+    same data and settings, skip loading it again.
+    """
+    from churnml import cache
+    from tracking.store import mlruns_dir
+
+    return cache.prepare_data(config, cache.cache_folder(mlruns_dir()))[0]
 
 
 #: Loggers whose INFO lines are for --verbose: Prefect's task-run chatter, MLflow's store set-up.

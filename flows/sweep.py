@@ -25,6 +25,7 @@ from prefect.states import Completed, State
 from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import BaseModel
 
+from churnml import cache as data_cache
 from churnml import prepare
 from churnml.config import SweepConfig
 from churnml.data import frame_digest
@@ -96,6 +97,22 @@ class SweepSummary(BaseModel):
 # --------------------------------------------------------------------------- tasks
 
 
+@task(name="load-cached-data", **THIN)
+def load_cached_data(config: SweepConfig) -> tuple[str | None, str | None]:
+    """Look the split up in the data cache: (cache key, data key), the data key on a hit only.
+
+    The cache key is None when the file cannot be read; load-data then says what is wrong.
+    """
+    try:
+        key = data_cache.cache_key(config)
+    except OSError:
+        return None, None
+    prepared = data_cache.load(key, data_cache.cache_folder(mlruns_dir()), config)
+    if prepared is None:
+        return key, None
+    return key, runtime.remember(f"{prepared.digest}-{uuid.uuid4().hex[:8]}", prepared)
+
+
 @task(name="load-data", **THIN)
 def load_data(config: SweepConfig) -> pd.DataFrame:
     return prepare.load_raw(config.data)
@@ -107,9 +124,17 @@ def validate_data(raw: pd.DataFrame, config: SweepConfig) -> pd.DataFrame:
 
 
 @task(name="split-data", **THIN)
-def split_data(clean: pd.DataFrame, config: SweepConfig) -> str:
-    """Split once and register the result in-process; trials get only the returned key."""
+def split_data(clean: pd.DataFrame, config: SweepConfig, cache_key: str | None = None) -> str:
+    """Split once and register the result in-process; trials get only the returned key.
+
+    With a ``cache_key`` (taken before the data was read) the split is cached for the next sweep.
+    """
     prepared = prepare.split(clean, config, digest=frame_digest(clean))
+    if cache_key is not None:
+        try:
+            data_cache.store(prepared, cache_key, data_cache.cache_folder(mlruns_dir()))
+        except OSError as error:  # the next sweep reloads the data; nothing else is lost
+            get_run_logger().warning("data cache not written: %s", error)
     return runtime.remember(f"{prepared.digest}-{uuid.uuid4().hex[:8]}", prepared)
 
 
@@ -485,11 +510,13 @@ def _tell(
 def sweep(config: SweepConfig = SweepConfig()) -> SweepSummary:  # noqa: B008 - frozen model
     """Run one hyperparameter sweep and register its best model (see the module docstring)."""
     logger = get_run_logger()
-    raw = load_data(config)
-    clean = validate_data(raw, config)
-    data_key = split_data(clean, config)
+    cache_key, data_key = load_cached_data(config)
+    if data_key is None:  # not cached: load, validate and split, and cache the split
+        raw = load_data(config)
+        clean = validate_data(raw, config)
+        data_key = split_data(clean, config, cache_key)
+        del raw, clean
     data = _data(data_key)
-    del raw, clean
     study_name = studies.study_name_for(config, data.digest)
     context, previous_study = start_tracking(config, data_key, study_name)
     client = connect(context.target)
