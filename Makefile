@@ -9,7 +9,7 @@ ARGS   ?=
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 
 .PHONY: install sweep test test-fast lint format mlflow-ui prefect-ui server pool deploy worker \
-	run-now notifications clean help
+	run-now notifications bench clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -33,6 +33,10 @@ test: $(STAMP)  ## lint, then run every test
 
 test-fast: $(STAMP)  ## the tests not marked slow
 	$(BIN)/python -m pytest -m "not slow"
+
+# Not part of `make test`: the benchmark takes minutes (tests/test_bench.py runs it tiny).
+bench: $(STAMP)  ## bare Optuna vs our sweep, side by side (~15 min; BENCH_ARGS="--repeats 3")
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 lint: $(STAMP)  ## ruff lint and format check
 	$(BIN)/ruff check .

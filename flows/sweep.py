@@ -447,6 +447,9 @@ def _run_trials(
             future.wait()  # records the final state locally (the API may lag behind)
             trial, params = running.pop(future)
             records.append(_tell(study, trial, params, future, context, logger))
+        # Refill the freed slots before the bookkeeping (heartbeat, progress artifact: an API
+        # call), so the next trial does not wait for it.
+        launch(min(len(finished), budget - asked))
         studies.heartbeat(study, context.parent_run_id)
         done = len(records)
         best = max((r.value for r in records if r.state == "COMPLETE"), default=None)
@@ -457,7 +460,6 @@ def _run_trials(
             + (f"{best:.4f}" if best is not None else "n/a"),
         )
         runtime.report_progress(runtime.TrialProgress(study.study_name, done, budget, best))
-        launch(min(len(finished), budget - asked))
     return sorted(records, key=lambda r: r.number)
 
 

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import os
 import re
+import sqlite3
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -137,6 +139,43 @@ def store_lock(target: TrackingTarget) -> FileLock | None:
     return FileLock(str(database) + ".lock", timeout=600)
 
 
+_fast_databases: set[str] = set()
+_fast_lock = threading.Lock()
+
+
+def fast_sqlite_commits(database: Path) -> None:
+    """Make commits to a local SQLite store cheap: WAL journal, fsync only at checkpoints.
+
+    Each trial commits to the MLflow store four times. With SQLite's default rollback journal
+    every commit waits for an fsync (~40 ms each on the benchmark machine); in WAL mode with
+    ``synchronous=NORMAL`` it does not (~15 ms; see docs/benchmarks.md). A crashed or killed
+    process loses nothing; a power cut can lose the last commits, never the database. Applies
+    to every connection this process opens to ``database`` from now on.
+    """
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    with _fast_lock:
+        if not _fast_databases:
+            event.listen(Engine, "connect", _on_sqlite_connect)
+        _fast_databases.add(str(database.resolve()))
+
+
+def _on_sqlite_connect(connection: Any, _record: Any) -> None:
+    if not isinstance(connection, sqlite3.Connection):
+        return
+    cursor = connection.cursor()
+    try:
+        files = {row[2] for row in cursor.execute("PRAGMA database_list").fetchall()}
+        if files & _fast_databases:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+    except sqlite3.OperationalError:  # locked while switching modes: this connection keeps
+        pass  # the default journal, which is slower but just as correct
+    finally:
+        cursor.close()
+
+
 def _client(target: TrackingTarget) -> MlflowClient:
     client = MlflowClient(tracking_uri=target.tracking_uri, registry_uri=target.registry_uri)
     lock = store_lock(target)
@@ -152,9 +191,9 @@ def connect(target: TrackingTarget | None = None) -> MlflowClient:
     """
     target = target or resolve_target()
     if target.is_local_sqlite:
-        Path(target.tracking_uri.removeprefix("sqlite:///")).parent.mkdir(
-            parents=True, exist_ok=True
-        )
+        database = Path(target.tracking_uri.removeprefix("sqlite:///"))
+        database.parent.mkdir(parents=True, exist_ok=True)
+        fast_sqlite_commits(database)
     mlflow.set_tracking_uri(target.tracking_uri)
     mlflow.set_registry_uri(target.registry_uri)
     client = _client(target)

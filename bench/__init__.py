@@ -1,0 +1,1 @@
+"""The benchmark: what orchestration and tracking cost over a bare Optuna loop (``make bench``)."""

@@ -1,0 +1,150 @@
+"""One measurement of the benchmark, in a fresh process: the bare Optuna loop or a sweepflow sweep.
+
+``bench/run.py`` starts ``python -m bench.worker SPEC.json`` once per measurement, so each one pays
+its own imports and server start, owns its own stores, and its process tree's memory is its own.
+The worker writes a JSON result next to the spec (timestamps from ``time.time()``, comparable
+with the parent's ``spawned_at`` and with Optuna's trial datetimes).
+
+Both kinds run the same search: the same config (sampler seed, trial count, search space, folds,
+pruner), the same data path (``churnml.prepare``), the same ``suggest_params``/``score_trial``. The
+bare loop then refits the best point and scores the holdout, as a plain user would; the sweep does
+that and everything sweepflow adds (Prefect task runs, MLflow runs, registry, skops, plots).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+#: Result of a trial as the benchmark needs it: (number, state, start, end, params).
+TrialRow = dict[str, Any]
+
+
+def _trial_rows(trials: list[Any]) -> list[TrialRow]:
+    """Timestamps and params of finished trials, in trial-number order."""
+    rows = []
+    for trial in sorted(trials, key=lambda t: t.number):
+        if trial.datetime_start is None or trial.datetime_complete is None:
+            continue
+        rows.append(
+            {
+                "number": trial.number,
+                "state": trial.state.name,
+                "start": trial.datetime_start.timestamp(),
+                "end": trial.datetime_complete.timestamp(),
+                "params": trial.user_attrs.get("params", trial.params),
+            }
+        )
+    return rows
+
+
+def run_bare(spec: dict[str, Any]) -> dict[str, Any]:
+    """A plain Optuna loop over the churnml pipeline: no Prefect, no MLflow, in-memory study."""
+    import optuna
+
+    from churnml import prepare
+    from churnml.config import SweepConfig
+    from churnml.data import frame_digest
+    from churnml.evaluate import holdout_metrics
+    from churnml.model import build_pipeline, fit_quietly
+    from churnml.search import make_pruner, make_sampler, score_trial, suggest_params
+
+    imported = time.time()
+    config = SweepConfig.model_validate(spec["config"])
+    work_started = time.time()
+    clean = prepare.validate(prepare.load_raw(config.data), config)
+    data = prepare.split(clean, config, digest=frame_digest(clean))
+    del clean
+    features, target = data.x_train, data.y_train
+    n_features = len(data.encoded_features)
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(
+        direction="maximize",
+        sampler=make_sampler(config.seed),
+        pruner=make_pruner(config.pruner, config.cv_folds),
+    )
+
+    def objective(trial: optuna.Trial) -> float:
+        params = suggest_params(trial, config.search_space, n_features)
+        trial.set_user_attr("params", params)
+        return score_trial(
+            trial, params, features, target, folds=config.cv_folds, seed=config.seed
+        ).mean_auc
+
+    # optimize(n_jobs=p) keeps p trials running on threads, like the sweep's ask/tell loop.
+    study.optimize(objective, n_trials=config.n_trials, n_jobs=config.parallel)
+    best = study.best_trial
+    model = fit_quietly(
+        build_pipeline(best.user_attrs["params"], seed=config.seed, n_jobs=-1),
+        data.x_train,
+        data.y_train,
+    )
+    holdout = holdout_metrics(model, data.x_test, data.y_test)
+    return {
+        "imported": imported,
+        "server_ready": imported,
+        "work_started": work_started,
+        "ended": time.time(),
+        "trials": _trial_rows(study.trials),
+        "best_value": best.value,
+        "holdout_roc_auc": holdout["roc_auc"],
+    }
+
+
+def run_sweep(spec: dict[str, Any]) -> dict[str, Any]:
+    """What ``sweepflow sweep`` does: check the data, then run the flow in this process."""
+    import optuna
+
+    from churnml.config import SweepConfig
+    from churnml.search import make_storage
+    from flows.cli import check_data, quiet_console_logs
+    from flows.sweep import sweep
+    from tracking.store import mlruns_dir
+
+    imported = time.time()
+    if spec["prefect"] == "temporary":
+        # Start the temporary server the flow would start, to time it apart; the flow finds
+        # this instance (one per process) already running and uses it.
+        from prefect.server.api.server import SubprocessASGIServer
+
+        SubprocessASGIServer().start()
+    server_ready = time.time()
+    config = SweepConfig.model_validate(spec["config"])
+    work_started = time.time()
+    check_data(config)  # the command line checks the data before the flow starts
+    quiet_console_logs()
+    summary = sweep(config=config)
+    ended = time.time()
+    study = optuna.load_study(
+        study_name=summary.study_name,
+        storage=make_storage(None, mlruns_dir() / "optuna.journal"),
+    )
+    mine = [t for t in study.trials if t.user_attrs.get("sweep_run_id") == summary.parent_run_id]
+    return {
+        "imported": imported,
+        "server_ready": server_ready,
+        "work_started": work_started,
+        "ended": ended,
+        "trials": _trial_rows(mine),
+        "best_value": summary.best_cv_auc,
+        "holdout_roc_auc": summary.holdout["roc_auc"],
+    }
+
+
+def main(argv: list[str]) -> int:
+    """Run the measurement described by the spec file ``argv[0]``; write ``<spec>.result.json``."""
+    spec_path = Path(argv[0])
+    spec = json.loads(spec_path.read_text())
+    runner = run_bare if spec["kind"] == "bare" else run_sweep
+    result = runner(spec)
+    result_path = spec_path.with_suffix(".result.json")
+    result_path.write_text(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
