@@ -279,9 +279,7 @@ def recover_dead_sweeps(study: optuna.Study, sweep_id: str) -> Recovery:
         for key, value in study.user_attrs.items()
         if key.startswith(ATTR_SWEEP_PREFIX)
     }
-    dead = {
-        sid for sid, record in sweeps.items() if sid != sweep_id and not _is_alive(record, now)
-    }
+    dead = {sid for sid, record in sweeps.items() if sid != sweep_id and not _is_alive(record, now)}
     live_others = set(sweeps) - dead - {sweep_id}
     trials = study.get_trials(deepcopy=False)
     reaped, retried = [], []
