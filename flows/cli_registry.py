@@ -285,8 +285,9 @@ def score(
         extra = "; unseen categories scored: " + ", ".join(
             f"{name} in {count} rows" for name, count in stats.unknown_categories.items()
         )
+    via = "" if config.version is not None else f" ({config.selector})"
     _cli().console.print(
-        f"scored {stats.rows} rows with {ref.label} ({config.selector}) in {stats.chunks} "
+        f"scored {stats.rows} rows with {ref.label}{via} in {stats.chunks} "
         f"chunk(s); wrote {stats.out}{extra}",
         highlight=False,
         soft_wrap=True,

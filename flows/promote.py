@@ -87,6 +87,8 @@ def record_in_prefect(decision: Decision) -> None:
                 "model_name": decision.model_name,
                 "version": decision.champion_after,
                 "previous_version": decision.champion_before,
+                # What the new-champion webhook reports: ROC AUC on this decision's data.
+                "holdout_roc_auc": (decision.candidate_metrics or {}).get("roc_auc"),
                 "action": decision.action,
                 "reason": decision.reason,
                 "flow_run_id": decision.flow_run_id,

@@ -107,9 +107,10 @@ def server(server_process, prefect_harness) -> Iterator[tuple[str, Path]]:
     """The server's URL and folder, with MLflow pointed at it for this module only."""
     process, url, folder = server_process
     wait_for_http(f"{url}/health", timeout=120, process=process)
+    # Set both, so both are restored: mlflow.set_*_uri also write these variables.
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MLFLOW_TRACKING_URI", url)
-        patch.delenv("MLFLOW_REGISTRY_URI", raising=False)
+        patch.setenv("MLFLOW_REGISTRY_URI", url)
         yield url, folder
     connect()  # MLflow's global URIs back to the local test store
 
@@ -198,12 +199,22 @@ def test_a_challenger_short_of_the_margin_is_kept(two_versions):
     assert "**kept**" in markdown and strong.data_digest in markdown
 
 
-def test_a_better_challenger_is_promoted(two_versions, wide_console):
+def test_a_better_challenger_is_promoted(two_versions, wide_console, monkeypatch):
+    import prefect.events
+
+    from flows.sweep import CHAMPION_EVENT
+
+    emitted = []
+    monkeypatch.setattr(prefect.events, "emit_event", lambda **event: emitted.append(event))
     result = invoke("promote", "--model-name", MODEL)
     assert result.exit_code == 0, result.output
     assert "promoted" in result.output and "challenger wins" in result.output
     assert champion() == "2"
     assert client().get_model_version(MODEL, "1").tags["promotion.replaced_by"] == "2"
+    (event,) = emitted
+    assert event["event"] == CHAMPION_EVENT
+    assert event["payload"]["version"] == "2" and event["payload"]["previous_version"] == "1"
+    assert event["payload"]["holdout_roc_auc"] == pytest.approx(two_versions[1].holdout["roc_auc"])
 
 
 def test_a_worse_challenger_is_refused(two_versions):
