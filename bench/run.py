@@ -29,6 +29,7 @@ import json
 import os
 import platform
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -307,8 +308,13 @@ def run_variant(
         roots["worker"] = process.pid
         if variant.prefect == "server" and sitting.server_process is not None:
             roots["server"] = sitting.server_process.pid
-        with PeakMemory(roots) as memory:
-            returncode = process.wait()
+        try:
+            with PeakMemory(roots) as memory:
+                returncode = process.wait()
+        finally:
+            if process.poll() is None:  # the benchmark was interrupted: take the worker along
+                process.terminate()
+                process.wait(timeout=30)
     if returncode != 0:
         tail = log.read_text(errors="replace")[-3000:]
         raise RuntimeError(f"{tag}: worker exited with {returncode}; log {log}:\n{tail}")
@@ -553,6 +559,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-warm-up", action="store_true", help="skip the unmeasured warm-up")
     parser.add_argument("--quick", action="store_true", help="smoke size: 300 rows, 2 trials")
     parser.add_argument("--out", type=Path, help="folder for results (default bench/results/)")
+    parser.add_argument(
+        "--summarise", type=Path, metavar="RESULTS_JSON", help="print the table of a saved run"
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.rows, args.trials, args.no_large, args.no_server = 300, 2, True, True
@@ -563,6 +572,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Run the benchmark; print and save the table. Returns the summary (for the smoke test)."""
     args = parse_args(argv)
+    if args.summarise:
+        print(resummarise(args.summarise))
+        return {}
     wanted = set(args.variants.split(",")) if args.variants else {v.name for v in VARIANTS}
     if args.no_server:
         wanted.discard("sweep-p2-server")
@@ -584,7 +596,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         datasets.append(
             Dataset("165k", {"path": str(args.large_data.resolve())}, args.large_trials)
         )
-    steady_targets = {datasets[0].name: 1.10, "165k": 1.03}
 
     stamp = time.strftime("%Y%m%d-%H%M%S")
     out = (args.out or RESULTS) / stamp
@@ -612,6 +623,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                             continue
                         m = run_variant(sitting, variant, dataset, repeat, space)
                         measurements.append(m)
+                        # Saved as it goes, so an interrupted run keeps what it measured.
+                        save(out, command.strip(), facts, space, measurements, datasets)
                         print(
                             f"  r{repeat} {dataset.name:>5} {variant.name:<16} wall {m.wall:6.1f}s"
                             f"  imports {m.imports:4.1f}s  server {m.server:4.1f}s"
@@ -620,16 +633,32 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                             flush=True,
                         )
     facts["loadavg_after"] = machine_facts().get("loadavg")
-    summary = summarise(measurements, datasets)
-    table = render(summary, datasets, steady_targets)
+    summary, table = save(out, command.strip(), facts, space, measurements, datasets)
     print()
     print(table)
+    return summary
+
+
+def save(
+    out: Path,
+    command: str,
+    facts: dict[str, Any],
+    space: dict[str, Any],
+    measurements: list[Measurement],
+    datasets: list[Dataset],
+) -> tuple[dict[str, Any], str]:
+    """Write results.json (every measurement, the summary) and table.md; return both."""
+    names = {m.dataset for m in measurements}
+    done = [d for d in datasets if d.name in names]
+    summary = summarise(measurements, done)
+    table = render(summary, done, {done[0].name: 1.10, "165k": 1.03} if done else {})
     (out / "results.json").write_text(
         json.dumps(
             {
-                "command": command.strip(),
+                "command": command,
                 "machine": facts,
                 "space": space,
+                "datasets": [d.__dict__ for d in datasets],
                 "summary": summary,
                 "measurements": [m.__dict__ for m in measurements],
             },
@@ -638,7 +667,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         )
     )
     (out / "table.md").write_text(table + "\n")
-    return summary
+    return summary, table
+
+
+def resummarise(path: Path) -> str:
+    """The table of a saved (maybe interrupted) run's results.json."""
+    saved = json.loads(path.read_text())
+    measurements = [Measurement(**m) for m in saved["measurements"]]
+    datasets = [Dataset(**d) for d in saved["datasets"]]
+    _, table = save(
+        path.parent, saved["command"], saved["machine"], saved["space"], measurements, datasets
+    )
+    return table
 
 
 def _warm_up(sitting: Sitting, space: dict[str, Any]) -> None:
@@ -648,4 +688,6 @@ def _warm_up(sitting: Sitting, space: dict[str, Any]) -> None:
 
 
 if __name__ == "__main__":
+    # A plain `kill` unwinds like Ctrl-C: the worker and the running server are stopped too.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     main()
