@@ -108,6 +108,9 @@ class Measurement:
     #: Peak minus the size once imports (and the temporary server) were done: what the data
     #: and the search added.
     growth_mb: float
+    #: CPU seconds (user + system) of the whole tree from first trial start to last trial end,
+    #: the running server's included: the work done, which others' load hardly changes.
+    steady_cpu: float = 0.0
     server_rss_mb: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -141,10 +144,15 @@ def _children_map() -> dict[int, list[int]]:
 
 
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+_TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
-def tree_rss(root: int) -> int:
-    """Summed resident memory (bytes) of ``root`` and all its descendants; 0 once it is gone."""
+def tree_usage(root: int) -> tuple[int, float]:
+    """Summed resident memory (bytes) and CPU time (user + system seconds, reaped children
+    included) of ``root`` and all its descendants; (0, 0.0) once it is gone.
+
+    psutil is used when installed; otherwise /proc is read directly (Linux).
+    """
     try:
         import psutil
     except ImportError:
@@ -154,46 +162,56 @@ def tree_rss(root: int) -> int:
             process = psutil.Process(root)
             members = [process, *process.children(recursive=True)]
         except psutil.NoSuchProcess:
-            return 0
-        total = 0
+            return 0, 0.0
+        rss, cpu = 0, 0.0
         for member in members:
             try:
-                total += member.memory_info().rss
+                times = member.cpu_times()
+                rss += member.memory_info().rss
+                cpu += times.user + times.system + times.children_user + times.children_system
             except psutil.NoSuchProcess:
                 continue
-        return total
+        return rss, cpu
     children = _children_map()
-    total, stack = 0, [root]
+    rss, ticks, stack = 0, 0, [root]
     while stack:
         pid = stack.pop()
         try:
             with open(f"/proc/{pid}/statm", "rb") as handle:
-                total += int(handle.read().split()[1]) * _PAGE
+                pages = int(handle.read().split()[1])
+            with open(f"/proc/{pid}/stat", "rb") as handle:
+                stat = handle.read()
         except OSError:
             continue
+        fields = stat[stat.rindex(b")") + 2 :].split()
+        rss += pages * _PAGE
+        ticks += sum(int(x) for x in fields[11:15])  # utime, stime, cutime, cstime
         stack.extend(children.get(pid, ()))
-    return total
+    return rss, ticks / _TICK
 
 
 class PeakMemory:
-    """Samples the summed RSS of process trees in a background thread; keeps each one's peak."""
+    """Samples memory and CPU time of process trees in a background thread.
+
+    Keeps each tree's peak RSS and a time series of (time, RSS, CPU seconds), to read a tree's
+    size or its CPU time at a given moment.
+    """
 
     def __init__(self, roots: dict[str, int], interval: float = 0.1) -> None:
         self.roots = roots
         self.interval = interval
         self.peaks = dict.fromkeys(roots, 0)
-        #: (time, bytes) of the first root's tree, to read its size at a given moment.
-        self.samples: list[tuple[float, int]] = []
+        self.samples: dict[str, list[tuple[float, int, float]]] = {name: [] for name in roots}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            for index, (name, pid) in enumerate(self.roots.items()):
-                size = tree_rss(pid)
-                self.peaks[name] = max(self.peaks[name], size)
-                if index == 0:
-                    self.samples.append((time.time(), size))
+            for name, pid in self.roots.items():
+                rss, cpu = tree_usage(pid)
+                if rss:
+                    self.peaks[name] = max(self.peaks[name], rss)
+                    self.samples[name].append((time.time(), rss, cpu))
             self._stop.wait(self.interval)
 
     def __enter__(self) -> PeakMemory:
@@ -204,9 +222,19 @@ class PeakMemory:
         self._stop.set()
         self._thread.join()
 
-    def at(self, moment: float) -> int:
-        """The first tree's size at ``moment``: the largest sample taken up to then."""
-        return max((size for when, size in self.samples if when <= moment), default=0)
+    def at(self, moment: float, name: str = "worker") -> int:
+        """A tree's size at ``moment``: the largest sample taken up to then."""
+        return max((rss for when, rss, _ in self.samples[name] if when <= moment), default=0)
+
+    def cpu_at(self, moment: float, name: str = "worker") -> float:
+        """A tree's CPU seconds at ``moment``, interpolated between the samples around it."""
+        samples = self.samples[name]
+        if not samples:
+            return 0.0
+        before = [(w, c) for w, _, c in samples if w <= moment] or [(samples[0][0], samples[0][2])]
+        after = [(w, c) for w, _, c in samples if w > moment] or [before[-1]]
+        (t0, c0), (t1, c1) = before[-1], after[0]
+        return c0 if t1 <= t0 else c0 + (c1 - c0) * (moment - t0) / (t1 - t0)
 
 
 # --------------------------------------------------------------------------- servers
@@ -341,6 +369,9 @@ def run_variant(
         params=[t["params"] for t in trials],
         peak_rss_mb=memory.peaks["worker"] / 2**20,
         growth_mb=(memory.peaks["worker"] - memory.at(result["work_started"])) / 2**20,
+        steady_cpu=sum(
+            memory.cpu_at(last_end, name) - memory.cpu_at(first_start, name) for name in roots
+        ),
         server_rss_mb=memory.peaks["server"] / 2**20 if "server" in memory.peaks else None,
         extra={
             "best_value": result["best_value"],
@@ -397,6 +428,15 @@ def summarise(measurements: list[Measurement], datasets: list[Dataset]) -> dict[
                 "steady_ratio": _median([m.steady / b.steady for b, m in pairs if full])
                 if variant.kind == "sweep"
                 else None,
+                "steady_cpu": _median([m.steady_cpu for m in runs]),
+                "cpu_ratio": _median([m.steady_cpu / b.steady_cpu for b, m in pairs if full])
+                if variant.kind == "sweep"
+                else None,
+                "cpu_overhead_ms": _median(
+                    [1000 * (m.steady_cpu - b.steady_cpu) / m.trials for b, m in pairs if full]
+                )
+                if variant.kind == "sweep"
+                else None,
                 "wall_ratio": _median([m.wall / b.wall for b, m in pairs if full])
                 if variant.kind == "sweep"
                 else None,
@@ -443,10 +483,11 @@ def render(
     """The markdown table and the targets, as printed and as published."""
     header = (
         "| data | variant | trials | wall s | steady s | s/trial | trials/s | overhead ms/trial "
-        "| steady xbare | peak RSS MiB | RSS xbare | RSS growth MiB | growth xbare "
+        "| steady xbare | steady CPU s | CPU xbare | CPU overhead ms/trial "
+        "| peak RSS MiB | RSS xbare | RSS growth MiB | growth xbare "
         "| first trial s | imports s | server start s |"
     )
-    lines = [header, "|---|---|" + "---:|" * 14]
+    lines = [header, "|---|---|" + "---:|" * 17]
     for dataset in datasets:
         rows = summary[dataset.name]["rows"]
         for name, row in rows.items():
@@ -457,7 +498,9 @@ def render(
                 f"| {dataset.name} | {name} | {row['trials']} | {_fmt(row['wall'], '.1f')} "
                 f"| {_fmt(row['steady'], '.1f')} | {_fmt(row['per_trial'])} "
                 f"| {_fmt(row['trials_per_s'], '.3f')} | {_fmt(row['overhead_ms'], '.0f')} "
-                f"| {_fmt(row['steady_ratio'], '.3f')} | {rss} | {_fmt(row['rss_ratio'])} "
+                f"| {_fmt(row['steady_ratio'], '.3f')} | {_fmt(row['steady_cpu'], '.1f')} "
+                f"| {_fmt(row['cpu_ratio'], '.3f')} | {_fmt(row['cpu_overhead_ms'], '.0f')} "
+                f"| {rss} | {_fmt(row['rss_ratio'])} "
                 f"| {_fmt(row['growth_mb'], '.0f')} | {_fmt(row['growth_ratio'])} "
                 f"| {_fmt(row['ttft'])} | {_fmt(row['imports'], '.1f')} "
                 f"| {_fmt(row['server'], '.1f')} |"
@@ -473,8 +516,12 @@ def render(
             row = rows.get(f"sweep-p{p}")
             if row and limit and row["steady_ratio"] is not None:
                 lines.append(
-                    f"| steady state ≤ {limit:.2f}x bare (p{p}) | {dataset.name} "
+                    f"| steady state ≤ {limit:.2f}x bare (p{p}), wall | {dataset.name} "
                     f"| {row['steady_ratio']:.3f}x | {_yes(row['steady_ratio'] <= limit)} |"
+                )
+                lines.append(
+                    f"| steady state ≤ {limit:.2f}x bare (p{p}), CPU | {dataset.name} "
+                    f"| {row['cpu_ratio']:.3f}x | {_yes(row['cpu_ratio'] <= limit)} |"
                 )
         speedup = part["speedup_sweep"]
         if speedup is not None:
@@ -629,7 +676,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                             f"  r{repeat} {dataset.name:>5} {variant.name:<16} wall {m.wall:6.1f}s"
                             f"  imports {m.imports:4.1f}s  server {m.server:4.1f}s"
                             f"  first trial {m.ttft:5.2f}s  steady {m.steady:6.1f}s"
-                            f"  peak {m.peak_rss_mb:5.0f} MiB  {m.states}",
+                            f"  cpu {m.steady_cpu:6.1f}s  peak {m.peak_rss_mb:5.0f} MiB"
+                            f"  {m.states}",
                             flush=True,
                         )
     facts["loadavg_after"] = machine_facts().get("loadavg")
