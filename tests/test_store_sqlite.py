@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 
 import sqlalchemy
@@ -30,3 +31,13 @@ def test_the_local_store_uses_wal_and_other_databases_keep_their_journal(tmp_pat
         connection.execute(sqlalchemy.text("create table t (x integer)"))
     engine.dispose()
     assert journal_mode(other) == "delete"
+
+
+def test_connecting_leaves_the_environment_as_it_was(tmp_path, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    connect(TrackingTarget(tracking_uri=uri, registry_uri=uri, artifact_root=None))
+    # Otherwise the next resolve_target() would take this store for the user's own setting.
+    assert "MLFLOW_TRACKING_URI" not in os.environ
+    assert "MLFLOW_REGISTRY_URI" not in os.environ

@@ -15,7 +15,7 @@ from flows import steps
 from flows.sweep import SweepFailedError, SweepSummary, sweep
 from tracking import registry, runs
 from tracking.model_files import load_model_file
-from tracking.store import client_for, connect, resolve_target
+from tracking.store import client_for, connect, mlruns_dir, resolve_target
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]
 
@@ -220,11 +220,7 @@ def test_a_failing_trial_is_recorded_and_the_sweep_goes_on(monkeypatch):
     study = optuna.load_study(
         study_name=summary.study_name,
         storage=optuna.storages.JournalStorage(
-            optuna.storages.journal.JournalFileBackend(
-                str(resolve_target().tracking_uri.removeprefix("sqlite:///")).replace(
-                    "mlflow.db", "optuna.journal"
-                )
-            )
+            optuna.storages.journal.JournalFileBackend(str(mlruns_dir() / "optuna.journal"))
         ),
     )
     states = {t.number: t.state for t in study.trials}

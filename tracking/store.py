@@ -182,6 +182,9 @@ def _client(target: TrackingTarget) -> MlflowClient:
     return client if lock is None else SerializedClient(client, lock)  # type: ignore[return-value]
 
 
+_URI_VARIABLES = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+
+
 def connect(target: TrackingTarget | None = None) -> MlflowClient:
     """Point MLflow at the target (creating the local store) and return a client.
 
@@ -194,8 +197,16 @@ def connect(target: TrackingTarget | None = None) -> MlflowClient:
         database = Path(target.tracking_uri.removeprefix("sqlite:///"))
         database.parent.mkdir(parents=True, exist_ok=True)
         fast_sqlite_commits(database)
+    saved = {name: os.environ.get(name) for name in _URI_VARIABLES}
     mlflow.set_tracking_uri(target.tracking_uri)
     mlflow.set_registry_uri(target.registry_uri)
+    # set_tracking_uri also exports MLFLOW_TRACKING_URI; put the environment back as the user
+    # left it, or resolve_target would later take our local default for their own setting.
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
     client = _client(target)
     client.search_experiments(max_results=1)  # creates and migrates the store now
     return client
