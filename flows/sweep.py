@@ -539,14 +539,16 @@ def sweep(config: SweepConfig = SweepConfig()) -> SweepSummary:  # noqa: B008 - 
         )
         complete = [r for r in records if r.state == "COMPLETE"]
         failed = [r for r in records if r.state == "FAIL"]
-        if not complete:
+        # The best of the whole study: earlier sweeps' trials count too, so a resumed study
+        # whose new trials were all pruned still has a model. Only errors, or a study with no
+        # completed trial at all, fail the sweep.
+        best = studies.best_trial(study)
+        if best is None or (not complete and len(failed) == len(records)):
             first_error = failed[0].error if failed else "every trial was pruned"
             raise SweepFailedError(
                 f"no trial completed ({len(failed)} failed, "
                 f"{len(records) - len(failed)} pruned); first error: {first_error}"
             )
-        # The best of the whole study: earlier sweeps' trials count too.
-        best = studies.best_trial(study)
         best_params = studies.used_params(best)
         model, holdout = refit_and_evaluate(best_params, data_key, config.seed)
         version = register_model(
