@@ -9,7 +9,7 @@ ARGS   ?=
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 
 .PHONY: install sweep test test-fast lint format mlflow-ui prefect-ui server pool deploy worker \
-	run-now notifications bench clean help
+	run-now notifications team-worker team-run bench clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -55,12 +55,13 @@ prefect-ui: $(STAMP)  ## start a Prefect server and UI at http://127.0.0.1:4200
 # The scheduling loop talks to a long-running server (`make server` in another terminal).
 # Not PREFECT_-prefixed: Prefect would read such a variable as one of its settings.
 SERVER_API ?= http://127.0.0.1:4200/api
-pool deploy worker run-now notifications: export PREFECT_API_URL = $(SERVER_API)
+pool deploy worker run-now notifications team-worker team-run: export PREFECT_API_URL = $(SERVER_API)
 
 server: prefect-ui  ## same as prefect-ui: the Prefect server the deployments run on
 
-pool: $(STAMP)  ## create the `sweeps` process work pool on the server
+pool: $(STAMP)  ## create the process work pools on the server: `sweeps`, and `sweeps-team`
 	$(BIN)/prefect work-pool create sweeps --type process --overwrite
+	$(BIN)/prefect work-pool create sweeps-team --type process --overwrite
 
 deploy: $(STAMP)  ## register every deployment in prefect.yaml (schedules included)
 	$(BIN)/prefect --no-prompt deploy --all
@@ -73,6 +74,13 @@ run-now: $(STAMP)  ## trigger the nightly sweep now (CONFIG='{"n_trials": 5}' re
 
 notifications: $(STAMP)  ## webhooks on failure / new champion: make notifications WEBHOOK_URL=...
 	$(BIN)/sweepflow notifications --webhook-url "$(WEBHOOK_URL)"
+
+# Running as a team (docs/team.md): shared backends come from the environment of each worker.
+team-worker: $(STAMP)  ## a team worker; export OPTUNA_STORAGE and MLFLOW_TRACKING_URI first
+	$(BIN)/prefect worker start --pool sweeps-team
+
+team-run: $(STAMP)  ## trigger one team sweep run (CONFIG='{...}' replaces its config)
+	$(BIN)/prefect deployment run sweep/team-sweep $(if $(CONFIG),--param 'config=$(CONFIG)')
 
 clean:  ## remove the local stores (mlruns/ contents) and caches, keep .venv
 	find mlruns -mindepth 1 ! -name .gitkeep -exec rm -rf {} +

@@ -104,6 +104,40 @@ class SweepConfig(StrictModel):
         default=None, description="Where to write the best model; None: mlruns/models/."
     )
     trial_retries: int = Field(default=1, ge=0, le=5)
+    task_runner: Literal["threads", "dask"] = Field(
+        default="threads",
+        description="Where trials run: this process's thread pool, or a Dask cluster.",
+    )
+    dask_address: str | None = Field(
+        default=None,
+        min_length=1,
+        description="Scheduler of an existing Dask cluster (tcp://host:8786); "
+        "None starts a local cluster for the sweep.",
+    )
+    dask_workers: int | None = Field(
+        default=None,
+        ge=1,
+        le=256,
+        description="Worker processes of the local Dask cluster; None: one per core.",
+    )
+    team: bool = Field(
+        default=False,
+        description="Sweeps of this study run on several machines (the team deployment); "
+        "the preflight then insists on network backends every machine reaches.",
+    )
+
+    @model_validator(mode="after")
+    def _dask_settings(self) -> SweepConfig:
+        if self.task_runner != "dask":
+            for key in ("dask_address", "dask_workers"):
+                if getattr(self, key) is not None:
+                    raise ValueError(f"{key} needs task_runner: dask")
+        if self.dask_address is not None and self.dask_workers is not None:
+            raise ValueError(
+                "dask_workers sizes the local cluster; with dask_address the cluster "
+                "is yours to size"
+            )
+        return self
 
     @model_validator(mode="after")
     def _fits_folds(self) -> SweepConfig:

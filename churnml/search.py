@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -86,15 +88,37 @@ def make_pruner(kind: str, n_folds: int) -> optuna.pruners.BasePruner:
     )
 
 
-def make_storage(url: str | None, journal_path: Path) -> optuna.storages.BaseStorage:
+def make_storage(
+    url: str | None,
+    journal_path: Path,
+    *,
+    heartbeat_interval: int | None = 30,
+    grace_period: int | None = 90,
+    stale_trial_callback: Callable[[optuna.Study, optuna.trial.FrozenTrial], None] | None = None,
+) -> optuna.storages.BaseStorage:
     """Optuna storage: a database URL when given, else a journal file (safe for many writers).
 
-    RDB storages get a heartbeat so a crashed worker's trial is failed instead of left RUNNING.
+    RDB storages get a heartbeat so a crashed worker's trial is failed instead of left RUNNING:
+    a RUNNING trial whose last heartbeat is older than ``grace_period`` seconds is failed by
+    ``optuna.storages.fail_stale_trials``, which then calls ``stale_trial_callback`` (e.g. to
+    retry it). Journal files have no heartbeat.
+
+    Args:
+        url: a database URL (``postgresql+psycopg://...``), or None for the journal file.
+        journal_path: the journal file used when ``url`` is None.
+        heartbeat_interval: seconds between heartbeats; None switches heartbeats off.
+        grace_period: seconds without a heartbeat before a running trial counts as stale.
+        stale_trial_callback: called with each trial failed for a stale heartbeat.
     """
     if url:
-        return optuna.storages.RDBStorage(
-            url, heartbeat_interval=30, grace_period=90, failed_trial_callback=None
-        )
+        with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna 5: we rely on
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # them knowingly
+            return optuna.storages.RDBStorage(
+                url,
+                heartbeat_interval=heartbeat_interval,
+                grace_period=grace_period if heartbeat_interval else None,
+                heartbeat_stale_trial_callback=stale_trial_callback if heartbeat_interval else None,
+            )
     journal_path.parent.mkdir(parents=True, exist_ok=True)
     return optuna.storages.JournalStorage(
         optuna.storages.journal.JournalFileBackend(str(journal_path))

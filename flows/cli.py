@@ -84,6 +84,19 @@ def check_data(config: SweepConfig) -> prepare.PreparedData:
     return cache.prepare_data(config, cache.cache_folder(mlruns_dir()))[0]
 
 
+def check_backends(config: SweepConfig) -> None:
+    """The flow's preflight, done before Prefect starts: unsafe backends cost one line.
+
+    Raises:
+        ConfigError: the backends in the environment are unsafe for these settings.
+    """
+    import os
+
+    from flows import preflight
+
+    preflight.check_environment(config, prefect_api=os.environ.get("PREFECT_API_URL") or None)
+
+
 #: Loggers whose INFO lines are for --verbose: Prefect's task-run chatter, MLflow's store set-up.
 CHATTY_LOGGERS = ("mlflow", "alembic")
 
@@ -190,6 +203,24 @@ def sweep(
     skops_path: Annotated[
         Path | None, typer.Option(help="Where to write the best model's .skops file.")
     ] = None,
+    task_runner: Annotated[
+        str | None,
+        typer.Option(
+            help="Where trials run: threads (this process) or dask (a Dask cluster). "
+            "Default: threads."
+        ),
+    ] = None,
+    dask_address: Annotated[
+        str | None,
+        typer.Option(
+            help="Scheduler of an existing Dask cluster (tcp://host:8786). "
+            "Default with --task-runner dask: a local cluster for this sweep."
+        ),
+    ] = None,
+    dask_workers: Annotated[
+        int | None,
+        typer.Option(help="Worker processes of the local Dask cluster. Default: one per core."),
+    ] = None,
     config: Annotated[
         Path | None,
         typer.Option(help="YAML file of settings (same keys as the flow's config); options win."),
@@ -222,9 +253,13 @@ def sweep(
                 "study_name": study,
                 "pruner": pruner,
                 "skops_path": str(skops_path) if skops_path else None,
+                "task_runner": task_runner,
+                "dask_address": dask_address,
+                "dask_workers": dask_workers,
             },
         )
         prepared = check_data(settings)
+        check_backends(settings)
     except (ConfigError, DataValidationError) as error:
         raise fail(str(error)) from None
     console.print(

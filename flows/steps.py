@@ -7,6 +7,9 @@ wraps them in thin tasks.
 from __future__ import annotations
 
 import math
+import os
+import socket
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,6 +20,7 @@ from churnml import plots
 from churnml.evaluate import TrialScoreError
 from churnml.prepare import PreparedData
 from churnml.search import score_trial
+from flows.runtime import DataRef
 from tracking import plots as plot_store
 from tracking import runs
 from tracking.store import TrackingTarget, client_for
@@ -34,6 +38,8 @@ class TrialContext:
     cv_folds: int
     seed: int
     flow_run_id: str | None = None
+    #: How a trial in another process (a Dask worker) rebuilds the data behind ``data_key``.
+    data_ref: DataRef | None = None
 
 
 @dataclass(frozen=True)
@@ -47,6 +53,8 @@ class TrialOutcome:
     fold_scores: list[float] = field(default_factory=list)
     fit_seconds: float = 0.0
     run_id: str | None = None
+    #: Where the trial ran (:func:`worker_name`).
+    worker: str | None = None
 
 
 def execute_trial(
@@ -71,7 +79,11 @@ def execute_trial(
         study_name=context.study_name,
         number=trial.number,
         params=params,
-        tags={runs.TAG_FLOW_RUN: context.flow_run_id, runs.TAG_TASK_RUN: task_run_id},
+        tags={
+            runs.TAG_FLOW_RUN: context.flow_run_id,
+            runs.TAG_TASK_RUN: task_run_id,
+            runs.TAG_WORKER: worker_name(),
+        },
         reuse_existing=attempt > 1,
     )
     started = time.perf_counter()
@@ -98,6 +110,7 @@ def execute_trial(
             fold_scores=scores,
             fit_seconds=elapsed,
             run_id=run_id,
+            worker=worker_name(),
         )
     except Exception as error:
         if is_transient(error):
@@ -136,7 +149,21 @@ def execute_trial(
         fold_scores=result.fold_scores,
         fit_seconds=result.fit_seconds,
         run_id=run_id,
+        worker=worker_name(),
     )
+
+
+def worker_name() -> str:
+    """Where this code runs: ``host:pid``, plus the worker's address inside a Dask worker."""
+    name = f"{socket.gethostname()}:{os.getpid()}"
+    if "distributed" in sys.modules:  # only a process that uses Dask can be a Dask worker
+        from distributed import get_worker
+
+        try:
+            return f"{name} dask {get_worker().address}"
+        except ValueError:  # not inside a Dask worker
+            pass
+    return name
 
 
 def is_transient(error: BaseException) -> bool:

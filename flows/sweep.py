@@ -5,12 +5,15 @@ Tasks are thin: each body is a call into ``churnml``, ``tracking`` or ``flows.st
 as mapped task runs on a thread pool (scikit-learn's forest releases the GIL, so threads use every
 core at ~10 ms overhead a task, against ~165 ms for processes). Optuna is driven by ask/tell: a
 finished trial is told at once and its slot refilled by a new mapped wave, so TPE keeps learning
-while ``parallel`` trials run.
+while ``parallel`` trials run. With ``task_runner: dask`` the trials go to a Dask cluster instead
+(``flows/runners.py``); they rebuild the data and their Optuna trial there from references.
 """
 
 from __future__ import annotations
 
 import json
+import threading
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -19,7 +22,7 @@ import optuna
 import pandas as pd
 from prefect import flow, get_run_logger, task, unmapped
 from prefect.cache_policies import NONE
-from prefect.futures import PrefectFuture, as_completed
+from prefect.futures import PrefectFuture
 from prefect.runtime import flow_run, task_run
 from prefect.states import Completed, State
 from prefect.task_runners import ThreadPoolTaskRunner
@@ -33,7 +36,7 @@ from churnml.evaluate import holdout_metrics
 from churnml.model import build_pipeline, feature_importances, fit_quietly
 from churnml.promotion import holdout_spec
 from churnml.search import suggest_params
-from flows import runtime, steps, studies
+from flows import preflight, runners, runtime, steps, studies
 from flows.report import (
     TrialRecord,
     history_markdown,
@@ -95,6 +98,16 @@ class SweepSummary(BaseModel):
 
 
 # --------------------------------------------------------------------------- tasks
+
+
+@task(name="preflight", **THIN)
+def check_backends(config: SweepConfig) -> preflight.Backends:
+    """Refuse unsafe backends for this sweep before anything runs; log the ones in use."""
+    from prefect.settings import PREFECT_API_URL
+
+    backends = preflight.check_environment(config, prefect_api=PREFECT_API_URL.value())
+    get_run_logger().info("backends: %s", "; ".join(backends.lines()))
+    return backends
 
 
 @task(name="load-cached-data", **THIN)
@@ -202,6 +215,7 @@ def start_tracking(
         cv_folds=config.cv_folds,
         seed=config.seed,
         flow_run_id=flow_run_id,
+        data_ref=runtime.data_ref(config, data.digest),
     )
     return context, previous_study
 
@@ -220,18 +234,25 @@ def open_study(
         previous_study=previous_study,
         champion=champion,
     )
-    if plan.recovery and plan.recovery.dead_sweeps:
-        # What the crashed sweeps left open in MLflow is closed as KILLED, not left RUNNING.
-        for sweep_run_id in plan.recovery.dead_sweeps:
-            runs.mark_killed(client, sweep_run_id, f"crashed; recovered by {context.parent_run_id}")
-        for number in plan.recovery.reaped_trials:
-            run_id = runs.find_trial_run(
-                client, context.experiment_id, study_name=context.study_name, number=number
-            )
-            if run_id is not None:
-                runs.mark_killed(client, run_id, "its sweep crashed; the trial is retried")
+    if plan.recovery is not None:
+        _close_recovered(client, context, plan.recovery)
     client.set_tag(context.parent_run_id, "sweepflow.study_note", plan.note)
     return study, plan
+
+
+def _close_recovered(client: Any, context: steps.TrialContext, recovery: studies.Recovery) -> None:
+    """Close what crashed sweeps left open in MLflow as KILLED, not left RUNNING."""
+    for sweep_run_id in recovery.dead_sweeps:
+        runs.mark_killed(client, sweep_run_id, f"crashed; recovered by {context.parent_run_id}")
+    for number in recovery.lost_trials:
+        run_id = runs.find_trial_run(
+            client, context.experiment_id, study_name=context.study_name, number=number
+        )
+        if run_id is not None:
+            # Even a run that logged a score: Optuna never heard it, and the retry has its own.
+            runs.mark_killed(
+                client, run_id, "its process died; the trial is retried once", even_if_finished=True
+            )
 
 
 def _retry_only_transient(task: Any, task_run: Any, state: State) -> bool:
@@ -249,12 +270,16 @@ def _retry_only_transient(task: Any, task_run: Any, state: State) -> bool:
     **THIN,
 )
 def run_trial(
-    number: int, trial: optuna.Trial, params: dict[str, Any], context: steps.TrialContext
+    number: int,
+    trial: optuna.Trial | studies.TrialHandle,
+    params: dict[str, Any],
+    context: steps.TrialContext,
 ) -> steps.TrialOutcome:
+    """One trial. On another process (Dask) ``trial`` is a handle and the data a reference."""
     return steps.execute_trial(
-        trial,
+        trial.open() if isinstance(trial, studies.TrialHandle) else trial,
         params,
-        _data(context.data_key),
+        runtime.prepared(context.data_key, context.data_ref),
         context,
         task_run_id=str(task_run.get_id()),
         attempt=task_run.get_run_count(),
@@ -392,11 +417,10 @@ def _active_schedules() -> list[str]:
 
 
 def _data(key: str) -> prepare.PreparedData:
+    """The prepared data of this sweep, in the flow's process (trials use their reference)."""
     data = runtime.lookup(key)
-    if data is None:  # pragma: no cover - only if a task runner moved tasks to another process
-        raise RuntimeError(
-            f"prepared data {key} is not in this process; run trials on the thread-pool runner"
-        )
+    if data is None:  # pragma: no cover - the flow registered it before any task asks
+        raise RuntimeError(f"prepared data {key} is not in this process")
     return data
 
 
@@ -405,53 +429,105 @@ def _run_trials(
     config: SweepConfig,
     context: steps.TrialContext,
     n_features: int,
-    budget: int,
+    keeper: studies.SweepKeeper,
+    runner: Any | None = None,
 ) -> list[TrialRecord]:
-    """Ask/tell loop: keep ``parallel`` trials running as mapped tasks, tell each as it ends."""
+    """Ask/tell loop: keep ``parallel`` trials running as mapped tasks, tell each as it ends.
+
+    Trials go to ``runner`` when one is given (a started Dask runner), else to the flow's thread
+    pool. Between trials the keeper fails trials whose heartbeat went stale and takes over the
+    budget of sweeps that died; a trial of this sweep failed as lost while it ran does not
+    count, and one more trial is asked in its place.
+    """
     from prefect.artifacts import create_progress_artifact, update_progress_artifact
 
     logger = get_run_logger()
     trial_task = run_trial.with_options(retries=config.trial_retries)
     progress_id = create_progress_artifact(
-        0.0, key="sweep-progress", description=f"Trials done of {budget}"
+        0.0, key="sweep-progress", description=f"Trials done of {keeper.budget}"
     )
-    runtime.report_progress(runtime.TrialProgress(study.study_name, 0, budget, None))
+    runtime.report_progress(runtime.TrialProgress(study.study_name, 0, keeper.budget, None))
     records: list[TrialRecord] = []
     running: dict[PrefectFuture, tuple[optuna.Trial, dict[str, Any]]] = {}
+    finished_one = threading.Event()
     asked = 0
 
     def launch(count: int) -> None:
         nonlocal asked
+        if count <= 0:
+            return
         wave = []
         for _ in range(count):
-            trial = study.ask()
+            trial = keeper.ask()
             params = suggest_params(trial, config.search_space, n_features)
             trial.set_user_attr(studies.ATTR_PARAMS, params)
             trial.set_user_attr(studies.ATTR_SWEEP_RUN, context.parent_run_id)
             trial.set_user_attr(studies.ATTR_FLOW_RUN, context.flow_run_id)
             wave.append((trial, params))
         asked += count
-        futures = trial_task.map(
-            number=[t.number for t, _ in wave],
-            trial=[t for t, _ in wave],
-            params=[p for _, p in wave],
-            context=unmapped(context),
+        parameters = {
+            "number": [t.number for t, _ in wave],
+            # Another process cannot use this process's trial object: it gets a handle.
+            "trial": [t if runner is None else studies.handle_for(t, config) for t, _ in wave],
+            "params": [p for _, p in wave],
+            "context": unmapped(context),
+        }
+        futures = (
+            trial_task.map(**parameters)
+            if runner is None
+            else runner.map(trial_task, parameters)  # what Task.map does with a flow's runner
         )
+        for future in futures:
+            future.add_done_callback(lambda _: finished_one.set())
         running.update(zip(futures, wave, strict=True))
 
-    launch(min(config.parallel, budget))
-    while running:
-        first = next(as_completed(list(running)))
-        finished = [first] + [f for f in running if f is not first and _is_done(f)]
+    recovered: list[str] = []
+    waiting_for: tuple[int, ...] = ()
+
+    def maintain() -> None:
+        nonlocal waiting_for
+        recovery = keeper.maintain()
+        changed = recovery.pending_trials != waiting_for
+        waiting_for = recovery.pending_trials
+        if not (recovery.dead_sweeps or recovery.lost_trials or changed):
+            return
+        logger.warning("%s", recovery.describe() or "no more trials of crashed sweeps to wait for")
+        if recovery.dead_sweeps or recovery.lost_trials:
+            client = connect(context.target)
+            _close_recovered(client, context, recovery)
+            recovered.append(recovery.describe())
+            client.set_tag(
+                context.parent_run_id, "sweepflow.recovered", "; ".join(recovered)[-5000:]
+            )
+
+    while True:
+        launch(min(config.parallel - len(running), keeper.budget - keeper.pending - asked))
+        if not running:
+            if asked >= keeper.budget:
+                break
+            # The rest of the budget waits for crashed sweeps' trials to go stale and be
+            # retried, so that their retries run in this sweep.
+            time.sleep(keeper.seconds_to_check())
+            maintain()
+            continue
+        finished = _wait_some(running, finished_one, timeout=keeper.seconds_to_check())
         for future in finished:
             future.wait()  # records the final state locally (the API may lag behind)
             trial, params = running.pop(future)
-            records.append(_tell(study, trial, params, future, context, logger))
-        # Refill the freed slots before the bookkeeping (heartbeat, progress artifact: an API
-        # call), so the next trial does not wait for it.
-        launch(min(len(finished), budget - asked))
-        studies.heartbeat(study, context.parent_run_id)
-        done = len(records)
+            keeper.release(trial)
+            record = _tell(study, trial, params, future, context, logger)
+            if record is None:
+                asked -= 1  # it was failed as lost and does not count: ask one more
+            else:
+                records.append(record)
+        if keeper.due():
+            maintain()
+        if not finished:
+            continue
+        # Refill the freed slots before the progress update (an API call), so the next
+        # trial does not wait for it.
+        launch(min(config.parallel - len(running), keeper.budget - keeper.pending - asked))
+        done, budget = len(records), keeper.budget
         best = max((r.value for r in records if r.state == "COMPLETE"), default=None)
         update_progress_artifact(
             progress_id,
@@ -463,8 +539,18 @@ def _run_trials(
     return sorted(records, key=lambda r: r.number)
 
 
+def _wait_some(
+    running: dict[PrefectFuture, Any], finished_one: threading.Event, timeout: float
+) -> list[PrefectFuture]:
+    """The trial futures that have finished, waiting up to ``timeout`` seconds for one."""
+    if not any(_is_done(future) for future in running):
+        finished_one.wait(timeout)
+    finished_one.clear()  # a future finishing from here on sets it again
+    return [future for future in running if _is_done(future)]
+
+
 def _is_done(future: PrefectFuture) -> bool:
-    """True when a thread-pool task has finished, without asking the API."""
+    """True when a trial's task has finished (thread pool or Dask), without asking the API."""
     wrapped = getattr(future, "wrapped_future", None)
     return bool(wrapped is not None and wrapped.done())
 
@@ -476,14 +562,17 @@ def _tell(
     future: PrefectFuture,
     context: steps.TrialContext,
     logger: Any,
-) -> TrialRecord:
+) -> TrialRecord | None:
+    """Tell Optuna how a trial ended; None when it had been failed as lost meanwhile."""
     state = future.state
     if state.is_completed():
         outcome: steps.TrialOutcome = future.result()
         if outcome.state == "COMPLETE":
-            study.tell(trial, outcome.value)
+            counted = studies.tell_trial(study, trial, value=outcome.value)
         else:
-            study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+            counted = studies.tell_trial(study, trial, state=optuna.trial.TrialState.PRUNED)
+        if not counted:
+            return _forget_lost(trial, context, logger)
         logger.info(
             "trial-%03d %s %s",
             trial.number,
@@ -497,10 +586,26 @@ def _tell(
         if isinstance(error, BaseException)
         else str(state.message)
     )
-    study.tell(trial, state=optuna.trial.TrialState.FAIL)
+    if not studies.tell_trial(
+        study, trial, state=optuna.trial.TrialState.FAIL, fail_reason=message
+    ):
+        return _forget_lost(trial, context, logger)
     steps.close_lost_trial_run(context, trial.number, message)
     logger.warning("trial-%03d FAILED: %s", trial.number, message)
     return TrialRecord(number=trial.number, state="FAIL", value=None, params=params, error=message)
+
+
+def _forget_lost(trial: optuna.Trial, context: steps.TrialContext, logger: Any) -> None:
+    """A trial whose heartbeat went stale while it ran was failed (and queued for a retry) by
+    another sweep: its late result is not used, and its MLflow run is closed as KILLED."""
+    client = connect(context.target)
+    run_id = runs.find_trial_run(
+        client, context.experiment_id, study_name=context.study_name, number=trial.number
+    )
+    reason = "its heartbeat went stale while it ran; failed as lost and retried once"
+    if run_id is not None:
+        runs.mark_killed(client, run_id, reason, even_if_finished=True)
+    logger.warning("trial-%03d not counted: %s", trial.number, reason)
 
 
 @flow(
@@ -512,6 +617,7 @@ def _tell(
 def sweep(config: SweepConfig = SweepConfig()) -> SweepSummary:  # noqa: B008 - frozen model
     """Run one hyperparameter sweep and register its best model (see the module docstring)."""
     logger = get_run_logger()
+    check_backends(config)
     cache_key, data_key = load_cached_data(config)
     if data_key is None:  # not cached: load, validate and split, and cache the split
         raw = load_data(config)
@@ -534,9 +640,15 @@ def sweep(config: SweepConfig = SweepConfig()) -> SweepSummary:  # noqa: B008 - 
         optuna.logging.set_verbosity(optuna.logging.WARNING)  # our own log says it better
         study, plan = open_study(config, context, data.digest, previous_study)
         logger.info("%s (storage: %s)", plan.note, plan.storage)
-        records = _run_trials(
-            study, config, context, len(data.encoded_features), budget=plan.budget
-        )
+        keeper = plan.keeper
+        assert keeper is not None  # open_sweep_study always gives the sweep its keeper
+        try:
+            with keeper, runners.opened(runners.trial_runner(config)) as runner:
+                records = _run_trials(
+                    study, config, context, len(data.encoded_features), keeper, runner
+                )
+        finally:
+            keeper.finish()  # nothing is owed from here on, even if the trials failed
         complete = [r for r in records if r.state == "COMPLETE"]
         failed = [r for r in records if r.state == "FAIL"]
         # The best of the whole study: earlier sweeps' trials count too, so a resumed study

@@ -7,6 +7,7 @@ temporary folder, and any tracking/storage URLs from the developer's shell are r
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
@@ -34,6 +35,20 @@ def prefect_harness() -> Iterator[None]:
 
     with prefect_test_harness(server_startup_timeout=120):
         yield
+
+
+@pytest.fixture
+def postgres_storage() -> Iterator[str]:
+    """A fresh PostgreSQL database for one test, dropped after: its psycopg URL, with a password
+    in it (trust auth ignores it) so tests can check it never shows."""
+    from tests.servers import PostgresUnavailableError, postgres_database, postgres_url
+
+    with ExitStack() as stack:
+        try:
+            name = stack.enter_context(postgres_database())
+        except PostgresUnavailableError as error:
+            pytest.skip(str(error))
+        yield postgres_url(name)
 
 
 @pytest.fixture

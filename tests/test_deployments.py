@@ -110,6 +110,8 @@ class Api:
 def server(tmp_path_factory) -> Iterator[dict[str, str]]:
     with prefect_server(tmp_path_factory.mktemp("prefect-home")) as env:
         prefect(env, "work-pool", "create", "sweeps", "--type", "process", "--overwrite")
+        # prefect.yaml's team-sweep deployment has its own pool (tests/test_team.py runs it).
+        prefect(env, "work-pool", "create", "sweeps-team", "--type", "process", "--overwrite")
         prefect(env, "deploy", "--all")
         yield env
 

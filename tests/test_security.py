@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 import pickle
-import uuid
-from collections.abc import Iterator
 
 import mlflow.sklearn
 import optuna
@@ -79,26 +77,6 @@ def test_a_second_writer_process_on_a_sqlite_study_is_refused(tmp_path, monkeypa
         studies.open_sweep_study(
             config, "digest", sweep_id="second", previous_study=None, champion=None
         )
-
-
-@pytest.fixture
-def postgres_storage() -> Iterator[str]:
-    """A fresh PostgreSQL database for Optuna, with a password in its URL (trust auth)."""
-    psycopg = pytest.importorskip("psycopg")
-    name = f"sweepflow_{uuid.uuid4().hex[:10]}"
-    try:
-        admin = psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True)
-    except psycopg.OperationalError as error:
-        pytest.skip(f"PostgreSQL is not running on 127.0.0.1:5432 ({error})")
-    with admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"postgresql+psycopg://postgres:{SECRET}@127.0.0.1:5432/{name}"
-    finally:
-        with psycopg.connect(
-            "postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True
-        ) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.mark.slow

@@ -30,6 +30,8 @@ TAG_FLOW_RUN_URL = "prefect.flow_run_url"
 TAG_TASK_RUN = "prefect.task_run_id"
 TAG_DATA_DIGEST = "sweepflow.data_digest"
 TAG_ERROR = "sweepflow.error"
+#: Where a trial ran: host:pid, and the Dask worker's address on a Dask cluster.
+TAG_WORKER = "sweepflow.worker"
 
 MAX_PARAM_LENGTH = 6000
 
@@ -230,9 +232,15 @@ def latest_sweep_study(client: MlflowClient, experiment_id: str) -> str | None:
     return found[0].data.tags.get(TAG_STUDY) if found else None
 
 
-def mark_killed(client: MlflowClient, run_id: str, reason: str) -> bool:
-    """Close a run left RUNNING by a crashed process as KILLED; False if it was not open."""
-    if client.get_run(run_id).info.status != "RUNNING":
+def mark_killed(
+    client: MlflowClient, run_id: str, reason: str, *, even_if_finished: bool = False
+) -> bool:
+    """Close a run left RUNNING by a crashed process as KILLED; False if it was not open.
+
+    ``even_if_finished`` also turns a closed run KILLED: a trial whose result came too late,
+    after its heartbeat had gone stale and it had been failed and queued for a retry.
+    """
+    if client.get_run(run_id).info.status != "RUNNING" and not even_if_finished:
         return False
     client.set_tag(run_id, TAG_ERROR, reason[:5000])
     client.set_terminated(run_id, status="KILLED")
