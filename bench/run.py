@@ -17,8 +17,8 @@ repetitions is reported. Steady state is first trial start to last trial end, fr
 timestamps, for both kinds. Peak memory is the summed RSS of the worker and its children (the
 temporary server included), sampled every 0.1 s.
 
-    python -m bench.run                      # the default: ~10-15 min on 2 cores
-    python -m bench.run --repeats 3          # what docs/benchmarks.md publishes
+    python -m bench.run                      # one repetition: ~15-20 min on a quiet 2-core box
+    python -m bench.run --repeats 3          # medians of 3 (docs/benchmarks.md)
     python -m bench.run --quick              # smoke size: 300 rows, 2 trials
 """
 
@@ -311,6 +311,10 @@ def run_variant(
         "model_name": f"{experiment}-model",
         "search_space": space,
     }
+    if variant.trials is not None:
+        # A second sweep is timed to its first trial; unpruned, its short budget cannot end with
+        # every trial pruned (which fails a sweep). The pruner is not in the study fingerprint.
+        config["pruner"] = "none"
     spec = {"kind": variant.kind, "prefect": variant.prefect, "config": config}
     spec_path = folder / "spec.json"
     spec_path.write_text(json.dumps(spec))
@@ -596,6 +600,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--large-data", type=Path, default=LARGE_DATA, help="the 165k CSV")
     parser.add_argument("--large-trials", type=int, default=8, help="trials on the large data")
     parser.add_argument("--no-large", action="store_true", help="skip the large data")
+    parser.add_argument("--no-small", action="store_true", help="skip the built-in data")
     parser.add_argument("--no-server", action="store_true", help="skip the running server")
     parser.add_argument(
         "--variants", help="comma-separated subset of: " + ", ".join(v.name for v in VARIANTS)
@@ -630,13 +635,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         raise SystemExit(f"unknown variant(s): {', '.join(sorted(unknown))}")
     variants = [v for v in VARIANTS if v.name in wanted]
     space = {} if args.full_space else BENCH_SPACE
-    datasets = [
-        Dataset(
-            "20k" if args.rows == 20_000 else f"{args.rows} rows",
-            {"synthetic_rows": args.rows},
-            args.trials,
-        )
-    ]
+    datasets = []
+    if not args.no_small:
+        name = "20k" if args.rows == 20_000 else f"{args.rows} rows"
+        datasets.append(Dataset(name, {"synthetic_rows": args.rows}, args.trials))
     if not args.no_large:
         if not args.large_data.is_file():
             raise SystemExit(f"{args.large_data} not found; pass --large-data or --no-large")
