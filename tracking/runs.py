@@ -108,12 +108,25 @@ def log_training_data(
         dataset = from_pandas(
             frame, source=dataset_source, targets=target, name=name, digest=digest
         )
+        # MLflow infers the schema value by value in Python: ~5 s on 165k rows, before the
+        # first trial of every sweep. A sample holding each column's missing values, if any,
+        # gives the same schema; the profile (row count) still comes from the whole frame.
+        sample = from_pandas(_schema_sample(frame), source=dataset_source, targets=target)
+        dataset.__dict__["schema"] = sample.schema  # fills the cached property
         entity = dataset._to_mlflow_entity()
     client.log_inputs(
         run_id,
         datasets=[DatasetInput(entity, tags=[InputTag("mlflow.data.context", "training")])],
     )
     client.set_tag(run_id, TAG_DATA_DIGEST, digest)
+
+
+def _schema_sample(frame: pd.DataFrame, rows: int = 1000) -> pd.DataFrame:
+    """The first ``rows`` rows plus, per column with missing values, its first such row."""
+    missing = frame.isna().to_numpy()
+    extra = [int(missing[:, j].argmax()) for j in range(missing.shape[1]) if missing[:, j].any()]
+    index = sorted(set(range(min(rows, len(frame)))) | set(extra))
+    return frame.iloc[index]
 
 
 def finish_sweep_run(
