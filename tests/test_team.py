@@ -22,7 +22,6 @@ import optuna
 import pytest
 from mlflow import MlflowClient
 
-from churnml.config import SweepConfig
 from flows import studies
 from tests.servers import (
     BIN,
@@ -198,31 +197,35 @@ def test_two_workers_on_one_pool_share_a_postgres_study_and_meet_its_budget(
 
 
 def test_a_sweep_on_a_dask_local_cluster_runs_its_trials_on_the_workers(
-    services, postgres_storage, monkeypatch
+    services, postgres_storage, tmp_path
 ):
-    from prefect.settings import PREFECT_API_URL, temporary_settings
+    # The command a user types (docs: "Trials on a Dask cluster"), in its own process: a flow
+    # run in the test process would leave Prefect's log and event workers bound to this
+    # module's server, and the session's test harness would hang draining them.
+    config_file = tmp_path / "team-dask.yaml"
+    config_file.write_text(team_config("team-dask", 4))  # JSON is YAML
+    env = services.worker_env(postgres_storage, tmp_path / "mlruns")
+    command = [str(BIN / "sweepflow"), "sweep", "--config", str(config_file)]
+    command += ["--task-runner", "dask", "--dask-workers", "2"]
+    process = subprocess.Popen(
+        command, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    output, _ = process.communicate(timeout=300)
+    assert process.returncode == 0, output.decode()
 
-    from flows.sweep import sweep
-
-    monkeypatch.setenv("OPTUNA_STORAGE", postgres_storage)
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", services.mlflow_uri)
-    config = SweepConfig.model_validate(json.loads(team_config("team-dask", 4)))
-    config = config.model_copy(update={"task_runner": "dask", "dask_workers": 2})
-    with temporary_settings({PREFECT_API_URL: services.prefect_env["PREFECT_API_URL"]}):
-        summary = sweep(config=config)
-
-    assert summary.trials_complete == 4 and summary.trials_failed == 0
     client = MlflowClient(services.mlflow_uri)
     children = runs_of(client, "team-dask", "trial")
     assert len(children) == 4
+    assert all(run.info.status == "FINISHED" for run in children)
     workers_seen = {run.data.tags[runs.TAG_WORKER] for run in children}
     assert all(" dask tcp://" in worker for worker in workers_seen), workers_seen
     pids = {int(worker.split()[0].rsplit(":", 1)[1]) for worker in workers_seen}
-    assert os.getpid() not in pids
+    assert process.pid not in pids, "a trial ran in the flow's own process"
     assert len(pids) == 2, f"expected both Dask workers to run trials: {workers_seen}"
     assert studies.study_budget(study_of(client, "team-dask", postgres_storage)) == (4, 4)
     # The preflight said where everything is, without the database password.
-    logs = Api(services.prefect_env).log_text(summary.flow_run_id)
+    (parent,) = runs_of(client, "team-dask", "sweep")
+    logs = Api(services.prefect_env).log_text(parent.data.tags[runs.TAG_FLOW_RUN])
     assert "trials run on: Dask LocalCluster started for this sweep (2 workers)" in logs
     assert "Optuna study storage: postgresql+psycopg://postgres:***@127.0.0.1" in logs
     assert f"MLflow tracking: {services.mlflow_uri}" in logs

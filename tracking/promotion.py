@@ -25,7 +25,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.utils.mlflow_tags import MLFLOW_RUN_NOTE
 
 from churnml.promotion import Decision
-from tracking.registry import CHAMPION
+from tracking.registry import CHAMPION, set_alias
 from tracking.runs import TAG_FLOW_RUN, TAG_KIND
 from tracking.store import TrackingTarget, ensure_experiment
 
@@ -102,9 +102,7 @@ def record_decision(client: MlflowClient, target: TrackingTarget, decision: Deci
                     f"champion of {decision.model_name} moved from v{decision.champion_before} to "
                     f"v{holder} while this {decision.action} ran; nothing changed, run it again"
                 )
-            client.set_registered_model_alias(
-                decision.model_name, CHAMPION, str(decision.champion_after)
-            )
+            set_alias(client, decision.model_name, CHAMPION, str(decision.champion_after))
         _tag_versions(client, decision)
         key = f"{HISTORY_PREFIX}{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S%fZ}-{uuid.uuid4().hex[:6]}"
         client.set_registered_model_tag(decision.model_name, key, decision.to_json())

@@ -10,6 +10,7 @@ import contextlib
 import importlib.metadata
 import json
 import logging
+import time
 import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -87,6 +88,28 @@ def _alias_holder(client: MlflowClient, name: str, alias: str) -> ModelVersion |
         return None
 
 
+def _is_insert_race(error: MlflowException) -> bool:
+    """Whether ``error`` is a unique-key clash from two writers inserting the same row at once.
+
+    MLflow's SQL stores set an alias with a select-then-insert, so two sweeps finishing at once
+    on one server can both insert; the loser's retry then finds the row and updates it.
+    """
+    text = str(error).lower()
+    return any(mark in text for mark in ("unique constraint", "duplicate key", "integrityerror"))
+
+
+def set_alias(client: MlflowClient, name: str, alias: str, version: str | int) -> None:
+    """Point ``alias`` of ``name`` at ``version``, retrying a clash with a concurrent writer."""
+    for attempt in range(5):
+        try:
+            client.set_registered_model_alias(name, alias, str(version))
+            return
+        except MlflowException as error:
+            if not _is_insert_race(error) or attempt == 4:
+                raise
+            time.sleep(0.05 * (attempt + 1))
+
+
 def _ensure_registered_model(client: MlflowClient, name: str) -> None:
     try:
         client.get_registered_model(name)
@@ -146,9 +169,9 @@ def register_best_model(
             versions.artifact_sha256(client, model_name, str(existing.version)),
         )
     version = existing.version
-    client.set_registered_model_alias(model_name, CHALLENGER, version)
+    set_alias(client, model_name, CHALLENGER, version)
     if _alias_holder(client, model_name, CHAMPION) is None:
-        client.set_registered_model_alias(model_name, CHAMPION, version)
+        set_alias(client, model_name, CHAMPION, version)
     aliases = tuple(client.get_model_version(model_name, version).aliases)
     return RegisteredVersion(
         name=model_name,

@@ -21,6 +21,7 @@ from urllib.parse import urlsplit, urlunsplit
 import mlflow
 from filelock import FileLock
 from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
 
 # Our processes never deserialize pickles through MLflow (model files go through skops).
 os.environ.setdefault("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "false")
@@ -223,7 +224,13 @@ def ensure_experiment(client: MlflowClient, name: str, target: TrackingTarget) -
     if target.artifact_root is not None:
         slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-") or "experiment"
         location = f"{target.artifact_root}/{slug}"
-    return client.create_experiment(name, artifact_location=location)
+    try:
+        return client.create_experiment(name, artifact_location=location)
+    except MlflowException as error:
+        # Two sweeps starting at once on one server: the other one created it first.
+        if "RESOURCE_ALREADY_EXISTS" not in str(error.error_code):
+            raise
+        return client.get_experiment_by_name(name).experiment_id
 
 
 def mask_uri(uri: str) -> str:
