@@ -75,7 +75,7 @@ run-now: $(STAMP)  ## trigger the nightly sweep now (CONFIG='{"n_trials": 5}' re
 notifications: $(STAMP)  ## webhooks on failure / new champion: make notifications WEBHOOK_URL=...
 	$(BIN)/sweepflow notifications --webhook-url "$(WEBHOOK_URL)"
 
-# Running as a team (docs/team.md): shared backends come from the environment of each worker.
+# Running as a team (see the README): shared backends come from the environment of each worker.
 team-worker: $(STAMP)  ## a team worker; export OPTUNA_STORAGE and MLFLOW_TRACKING_URI first
 	$(BIN)/prefect worker start --pool sweeps-team
 

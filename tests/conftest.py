@@ -41,13 +41,18 @@ def prefect_harness() -> Iterator[None]:
 def postgres_storage() -> Iterator[str]:
     """A fresh PostgreSQL database for one test, dropped after: its psycopg URL, with a password
     in it (trust auth ignores it) so tests can check it never shows."""
-    from tests.servers import PostgresUnavailableError, postgres_database, postgres_url
+    from tests.servers import (
+        PostgresUnavailableError,
+        missing_service,
+        postgres_database,
+        postgres_url,
+    )
 
     with ExitStack() as stack:
         try:
             name = stack.enter_context(postgres_database())
         except PostgresUnavailableError as error:
-            pytest.skip(str(error))
+            missing_service(str(error))
         yield postgres_url(name)
 
 

@@ -17,6 +17,9 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import NoReturn
+
+import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -205,6 +208,17 @@ def postgres_url(database: str, *, driver: str = "psycopg", password: bool = Tru
 
 class PostgresUnavailableError(RuntimeError):
     """PostgreSQL is not running on 127.0.0.1:5432."""
+
+
+def missing_service(reason: str) -> NoReturn:
+    """Skip a test whose service is missing on a developer's machine; fail it in CI.
+
+    ``.ci/run`` sets ``SWEEPFLOW_REQUIRE_SERVICES=1`` after starting the services, so a service
+    that did not come up turns CI red instead of quietly skipping what it was there to test.
+    """
+    if os.environ.get("SWEEPFLOW_REQUIRE_SERVICES") == "1":
+        pytest.fail(f"{reason} (required: SWEEPFLOW_REQUIRE_SERVICES=1)")
+    pytest.skip(reason)
 
 
 @contextmanager

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers import BIN, REPO, free_port, start, stop, wait_for_http
+from tests.servers import BIN, REPO, free_port, missing_service, start, stop, wait_for_http
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
@@ -57,7 +57,7 @@ def _require_browser() -> None:
     pytest.importorskip("selenium", reason="selenium is not installed (pip install -e '.[dev]')")
     for path, package in ((CHROMIUM, "chromium"), (CHROMEDRIVER, "chromium-driver")):
         if not path.exists():
-            pytest.skip(f"{path} is missing: run .ci/install-browser (Debian package {package})")
+            missing_service(f"{path} is missing: run .ci/install-browser (Debian {package})")
 
 
 @pytest.fixture(scope="module")

@@ -29,6 +29,7 @@ from tests.servers import (
     PostgresUnavailableError,
     launch_mlflow_server,
     launch_prefect_server,
+    missing_service,
     postgres_database,
     postgres_url,
     running,
@@ -98,7 +99,7 @@ def services(tmp_path_factory) -> Iterator[Services]:
             prefect_db = stack.enter_context(postgres_database("prefect"))
             mlflow_db = stack.enter_context(postgres_database("mlflow"))
         except PostgresUnavailableError as error:
-            pytest.skip(str(error))
+            missing_service(str(error))
         prefect_server = launch_prefect_server(
             home / "prefect", database_url=postgres_url(prefect_db, driver="asyncpg")
         )
