@@ -11,7 +11,6 @@ import os
 import socket
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,9 +24,6 @@ from flows.runtime import DataRef
 from tracking import plots as plot_store
 from tracking import runs
 from tracking.store import TrackingTarget, client_for
-
-#: Threads that create trials' child runs while their folds fit (see :func:`execute_trial`).
-_RUN_OPENERS = ThreadPoolExecutor(max_workers=8, thread_name_prefix="sweepflow-open-run")
 
 
 @dataclass(frozen=True)
@@ -76,10 +72,7 @@ def execute_trial(
     scoring raises is logged FAILED and the error propagates, so the caller marks it failed.
     """
     client = client_for(context.target)
-    # The child run is created while the folds fit: its writes (two commits) then cost the
-    # trial nothing on a free core, instead of delaying every fit (docs/benchmarks.md).
-    opening = _RUN_OPENERS.submit(
-        runs.start_trial_run,
+    run_id = runs.start_trial_run(
         client,
         context.experiment_id,
         parent_run_id=context.parent_run_id,
@@ -99,7 +92,6 @@ def execute_trial(
             trial, params, data.x_train, data.y_train, folds=context.cv_folds, seed=context.seed
         )
     except optuna.TrialPruned as pruned:
-        run_id = opening.result()
         scores = list(getattr(pruned, "partial_scores", []))
         elapsed = time.perf_counter() - started
         runs.finish_trial_run(
@@ -121,8 +113,6 @@ def execute_trial(
             worker=worker_name(),
         )
     except Exception as error:
-        # Wait for the run in every case: a retry looks for it, and must not make a second.
-        run_id = opening.result()
         if is_transient(error):
             raise  # the task retries; the run stays RUNNING until the retry reuses it
         runs.finish_trial_run(
@@ -134,10 +124,6 @@ def execute_trial(
             error=f"{type(error).__name__}: {error}",
         )
         raise
-    except BaseException:
-        opening.result()  # interrupted: leave no write in flight behind us
-        raise
-    run_id = opening.result()
     if not math.isfinite(result.mean_auc):
         runs.finish_trial_run(
             client,
