@@ -35,7 +35,7 @@ test-fast: $(STAMP)  ## the tests not marked slow
 	$(BIN)/python -m pytest -m "not slow"
 
 # Not part of `make test`: the benchmark takes minutes (tests/test_bench.py runs it tiny).
-bench: $(STAMP)  ## bare Optuna vs our sweep, side by side (~15 min; BENCH_ARGS="--repeats 3")
+bench: $(STAMP)  ## bare Optuna vs our sweep, side by side (~10 min a repetition; BENCH_ARGS="--repeats 3")
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 lint: $(STAMP)  ## ruff lint and format check

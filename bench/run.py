@@ -17,7 +17,7 @@ repetitions is reported. Steady state is first trial start to last trial end, fr
 timestamps, for both kinds. Peak memory is the summed RSS of the worker and its children (the
 temporary server included), sampled every 0.1 s.
 
-    python -m bench.run                      # one repetition: ~15-20 min on a quiet 2-core box
+    python -m bench.run                      # one repetition: ~10 min on a quiet 2-core box
     python -m bench.run --repeats 3          # medians of 3 (docs/benchmarks.md)
     python -m bench.run --quick              # smoke size: 300 rows, 2 trials
 """
