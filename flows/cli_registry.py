@@ -33,6 +33,10 @@ EvalData = Annotated[
     ),
 ]
 Target = Annotated[str, typer.Option(help="Target column of --data.")]
+Verbose = Annotated[
+    bool,
+    typer.Option("--verbose", "-v", help="Show Prefect's and MLflow's logs (every task run)."),
+]
 
 
 def _cli() -> Any:
@@ -91,6 +95,7 @@ def promote(
     ] = None,
     data: EvalData = None,
     target: Target = "Exited",
+    verbose: Verbose = False,
 ) -> None:
     """Score champion and challenger on the same data; move champion only if the challenger wins.
 
@@ -106,7 +111,7 @@ def promote(
         "data": data,
         "target": target,
     }
-    _promote({key: value for key, value in settings.items() if value is not None})
+    _promote({key: value for key, value in settings.items() if value is not None}, verbose)
 
 
 def rollback(
@@ -114,15 +119,22 @@ def rollback(
     model_name: ModelName = DEFAULT_MODEL,
     data: EvalData = None,
     target: Target = "Exited",
+    verbose: Verbose = False,
 ) -> None:
     """Move champion back to version N (same as promote --to-version N), recorded the same way."""
     settings = {"model_name": model_name, "to_version": to_version, "target": target}
     if data is not None:
         settings["data"] = data
-    _promote(settings)
+    _promote(settings, verbose)
 
 
-def _promote(raw: dict[str, Any]) -> None:
+def _quiet_unless(verbose: bool) -> None:
+    """Keep Prefect's INFO lines off the console, as ``sweepflow sweep`` does."""
+    if not verbose:
+        _cli().quiet_console_logs()
+
+
+def _promote(raw: dict[str, Any], verbose: bool = False) -> None:
     fail = _cli().fail
     try:
         config = parse_promote_config(raw)
@@ -141,6 +153,7 @@ def _promote(raw: dict[str, Any]) -> None:
         plan_promotion(config, resolve_target())  # a missing model or version: before Prefect
         from flows.promote import promote as promote_flow
 
+        _quiet_unless(verbose)
         return promote_flow(config=config)
 
     decision = _run(run)
@@ -252,6 +265,7 @@ def score(
     version: Annotated[int | None, typer.Option(help="Model version to score with.")] = None,
     model_name: ModelName = DEFAULT_MODEL,
     chunk_rows: Annotated[int, typer.Option(help="Rows read and scored at a time.")] = 50_000,
+    verbose: Verbose = False,
 ) -> None:
     """Write churn probabilities for every row of a CSV, with the model version used."""
     fail = _cli().fail
@@ -277,6 +291,7 @@ def score(
         ref = resolve_for_scoring(config, resolve_target())  # before Prefect starts
         from flows.score import score as score_flow
 
+        _quiet_unless(verbose)
         return ref, score_flow(config=config)
 
     ref, stats = _run(run)

@@ -225,9 +225,18 @@ def test_a_worse_challenger_is_refused(two_versions):
     assert decision.candidate_metrics["roc_auc"] < decision.champion_metrics["roc_auc"]
 
 
-def test_rollback_moves_the_champion_back(two_versions, wide_console):
+def quieted(monkeypatch) -> list[bool]:
+    """Records each time a command keeps Prefect's INFO logs off the console."""
+    calls: list[bool] = []
+    monkeypatch.setattr(cli, "quiet_console_logs", lambda **_: calls.append(True))
+    return calls
+
+
+def test_rollback_moves_the_champion_back(two_versions, wide_console, monkeypatch):
+    quiet = quieted(monkeypatch)
     result = invoke("promote", "--model-name", MODEL, "--to-version", "1")
     assert result.exit_code == 0, result.output
+    assert quiet == [True], "promote printed Prefect's INFO logs"
     assert "rolled_back" in result.output
     assert champion() == "1"
     assert client().get_model_version(MODEL, "1").tags["promotion.action"] == "rollback"
@@ -255,7 +264,8 @@ def test_history_says_who_was_champion_when_and_why(two_versions, wide_console):
     assert "now" in result.output
 
 
-def test_score_a_csv_with_the_champion(two_versions, tmp_path, wide_console):
+def test_score_a_csv_with_the_champion(two_versions, tmp_path, wide_console, monkeypatch):
+    quiet = quieted(monkeypatch)
     frame = generate_bank_churn(250, seed=11).drop(columns="Exited")
     frame["Comment"] = "ignored"
     frame.loc[0, "Geography"] = "Atlantis"
@@ -274,9 +284,12 @@ def test_score_a_csv_with_the_champion(two_versions, tmp_path, wide_console):
     assert len(champion_scores) == 250 and champion_scores[VERSION_COLUMN].eq(1).all()
     assert champion_scores[PROBABILITY_COLUMN].between(0, 1).all()
 
+    assert quiet == [True], "score printed Prefect's INFO logs"
+
     result = invoke("score", "--data", str(source), "--out", str(out), "--model-name", MODEL,
-                    "--version", "2")  # fmt: skip
+                    "--version", "2", "--verbose")  # fmt: skip
     assert result.exit_code == 0, result.output
+    assert quiet == [True], "--verbose keeps the logs"
     v2_scores = pd.read_csv(out)
     assert v2_scores[VERSION_COLUMN].eq(2).all()
     assert not v2_scores[PROBABILITY_COLUMN].equals(champion_scores[PROBABILITY_COLUMN])
