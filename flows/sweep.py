@@ -235,24 +235,41 @@ def open_study(
         champion=champion,
     )
     if plan.recovery is not None:
-        _close_recovered(client, context, plan.recovery)
+        _close_recovered(client, context, plan.recovery, study)
     client.set_tag(context.parent_run_id, "sweepflow.study_note", plan.note)
     return study, plan
 
 
-def _close_recovered(client: Any, context: steps.TrialContext, recovery: studies.Recovery) -> None:
-    """Close what crashed sweeps left open in MLflow as KILLED, not left RUNNING."""
+def _close_recovered(
+    client: Any, context: steps.TrialContext, recovery: studies.Recovery, study: optuna.Study
+) -> None:
+    """Close what crashed sweeps left open in MLflow as KILLED, not left RUNNING.
+
+    A trial lost before its child run was made (the process died between ask and the run) gets
+    one now, KILLED, so that every trial of the study still has exactly one child run.
+    """
     for sweep_run_id in recovery.dead_sweeps:
         runs.mark_killed(client, sweep_run_id, f"crashed; recovered by {context.parent_run_id}")
+    reason = "its process died; the trial is retried once"
     for number in recovery.lost_trials:
         run_id = runs.find_trial_run(
             client, context.experiment_id, study_name=context.study_name, number=number
         )
         if run_id is not None:
             # Even a run that logged a score: Optuna never heard it, and the retry has its own.
-            runs.mark_killed(
-                client, run_id, "its process died; the trial is retried once", even_if_finished=True
-            )
+            runs.mark_killed(client, run_id, reason, even_if_finished=True)
+            continue
+        lost = study.trials[number]
+        run_id = runs.start_trial_run(
+            client,
+            context.experiment_id,
+            parent_run_id=lost.user_attrs.get(studies.ATTR_SWEEP_RUN, context.parent_run_id),
+            study_name=context.study_name,
+            number=number,
+            params=lost.user_attrs.get(studies.ATTR_PARAMS, lost.params),
+            tags={runs.TAG_FLOW_RUN: lost.user_attrs.get(studies.ATTR_FLOW_RUN)},
+        )
+        runs.mark_killed(client, run_id, f"{reason} (lost before its run was made)")
 
 
 def _retry_only_transient(task: Any, task_run: Any, state: State) -> bool:
@@ -494,7 +511,7 @@ def _run_trials(
         logger.warning("%s", recovery.describe() or "no more trials of crashed sweeps to wait for")
         if recovery.dead_sweeps or recovery.lost_trials:
             client = connect(context.target)
-            _close_recovered(client, context, recovery)
+            _close_recovered(client, context, recovery, study)
             recovered.append(recovery.describe())
             client.set_tag(
                 context.parent_run_id, "sweepflow.recovered", "; ".join(recovered)[-5000:]

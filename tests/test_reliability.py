@@ -226,3 +226,45 @@ def test_a_nan_score_is_a_failed_trial(monkeypatch):
     (failed,) = [r for r in child_runs("nan-score") if r.data.tags[runs.TAG_TRIAL] == "2"]
     assert failed.info.status == "FAILED"
     assert "not finite" in failed.data.tags[runs.TAG_ERROR]
+
+
+def test_a_trial_lost_before_its_run_was_made_gets_a_killed_child_run():
+    from flows.sweep import _close_recovered
+    from tracking.store import ensure_experiment, resolve_target
+
+    target = resolve_target()
+    client = connect(target)
+    experiment_id = ensure_experiment(client, "lost-before-run", target)
+    dead_sweep = runs.start_sweep_run(
+        client, experiment_id, run_name="dead", params={}, tags={runs.TAG_STUDY: "lost"}
+    )
+    ours = runs.start_sweep_run(
+        client, experiment_id, run_name="ours", params={}, tags={runs.TAG_STUDY: "lost"}
+    )
+    study = optuna.create_study(study_name="lost", direction="maximize")
+    trial = study.ask()  # asked by the dead sweep, which died before making the child run
+    trial.suggest_int("k", 1, 10)
+    trial.set_user_attr(studies.ATTR_PARAMS, {"k": trial.params["k"], "max_depth": None})
+    trial.set_user_attr(studies.ATTR_SWEEP_RUN, dead_sweep)
+    context = steps.TrialContext(
+        data_key="unused",
+        target=target,
+        experiment_id=experiment_id,
+        parent_run_id=ours,
+        study_name="lost",
+        cv_folds=3,
+        seed=0,
+    )
+    recovery = studies.Recovery(dead_sweeps=(dead_sweep,), reaped_trials=(trial.number,))
+    _close_recovered(client, context, recovery, study)
+    _close_recovered(client, context, recovery, study)  # noticed twice: still one run
+
+    (child,) = client.search_runs(
+        [experiment_id], filter_string=f"tags.`{runs.TAG_KIND}` = 'trial'"
+    )
+    assert child.info.status == "KILLED"
+    assert child.data.tags["mlflow.parentRunId"] == dead_sweep
+    assert child.data.tags[runs.TAG_TRIAL] == str(trial.number)
+    assert child.data.params == {"k": str(trial.params["k"]), "max_depth": "None"}
+    assert "lost before its run was made" in child.data.tags[runs.TAG_ERROR]
+    assert client.get_run(dead_sweep).info.status == "KILLED"

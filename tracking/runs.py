@@ -253,8 +253,9 @@ def mark_killed(
     ``even_if_finished`` also turns a closed run KILLED: a trial whose result came too late,
     after its heartbeat had gone stale and it had been failed and queued for a retry.
     """
-    if client.get_run(run_id).info.status != "RUNNING" and not even_if_finished:
-        return False
+    status = client.get_run(run_id).info.status
+    if status == "KILLED" or (status != "RUNNING" and not even_if_finished):
+        return False  # already closed as killed (say, noticed by an earlier recovery)
     client.set_tag(run_id, TAG_ERROR, reason[:5000])
     client.set_terminated(run_id, status="KILLED")
     return True
