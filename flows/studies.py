@@ -403,19 +403,6 @@ def _owner() -> dict[str, Any]:
     }
 
 
-def register_sweep(study: optuna.Study, sweep_id: str, n_trials: int) -> None:
-    """Record this sweep's trial budget and owner (host, pid, heartbeat) on the study."""
-    study.set_user_attr(ATTR_SWEEP_PREFIX + sweep_id, {"n_trials": n_trials, **_owner()})
-
-
-def heartbeat(study: optuna.Study, sweep_id: str) -> None:
-    """Refresh this sweep's heartbeat (how other hosts tell it is alive)."""
-    record = dict(study.user_attrs.get(ATTR_SWEEP_PREFIX + sweep_id, {}))
-    if record:
-        record["heartbeat"] = time.time()
-        study.set_user_attr(ATTR_SWEEP_PREFIX + sweep_id, record)
-
-
 def refuse_unsafe_sharing(study: optuna.Study, sweep_id: str) -> None:
     """Refuse a second live writer process on a SQLite study: SQLite would lose its writes.
 

@@ -200,7 +200,7 @@ def test_two_workers_on_one_pool_share_a_postgres_study_and_meet_its_budget(
 def test_a_sweep_on_a_dask_local_cluster_runs_its_trials_on_the_workers(
     services, postgres_storage, tmp_path
 ):
-    # The command a user types (docs: "Trials on a Dask cluster"), in its own process: a flow
+    # The command a user types (README: "Trials on a Dask cluster"), in its own process: a flow
     # run in the test process would leave Prefect's log and event workers bound to this
     # module's server, and the session's test harness would hang draining them.
     config_file = tmp_path / "team-dask.yaml"
