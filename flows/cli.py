@@ -42,6 +42,30 @@ EXIT_BAD_INPUT = 2
 EXIT_SWEEP_FAILED = 1
 
 
+#: Seconds the temporary Prefect server may take to start. Prefect's own limit (20 s) is shorter
+#: than the first start on a fresh Prefect home takes on 2 cores (it creates and migrates its
+#: database first), and the flow died on a newcomer's first sweep.
+LOCAL_SERVER_START_SECONDS = "180"
+
+
+@app.callback()
+def _process_defaults() -> None:
+    """Prefect settings for this process and the temporary server it starts, set before
+    Prefect is imported; a value the user exported wins.
+
+    - the temporary server gets the time its first start takes (see above);
+    - its anonymous usage report is off: with no internet it only printed "database is locked"
+      tracebacks and "Failed to send telemetry" errors on the console.
+    """
+    import os
+
+    if not os.environ.get("PREFECT_API_URL"):
+        os.environ.setdefault(
+            "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", LOCAL_SERVER_START_SECONDS
+        )
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+
 def fail(message: str, code: int = EXIT_BAD_INPUT) -> typer.Exit:
     """Print one line to stderr and return the exit to raise."""
     errors.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
