@@ -11,6 +11,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+# One error for bad settings wherever they come from (defined below every layer).
+from sweepflow.settings import ConfigError
+
 MaxFeatures = Literal["sqrt", "log2"] | float
 ClassWeight = Literal["balanced", "balanced_subsample"] | None
 
@@ -147,10 +150,6 @@ class SweepConfig(StrictModel):
                 f"{self.cv_folds} CV folds; use at least {10 * self.cv_folds}"
             )
         return self
-
-
-class ConfigError(ValueError):
-    """A configuration value is wrong; the message says which and how to fix it."""
 
 
 def describe_validation_error(error: ValidationError, prefix: str = "config") -> str:

@@ -1,0 +1,1 @@
+"""Project-wide pieces below every layer: the environment's settings (``sweepflow.settings``)."""
