@@ -19,30 +19,38 @@ import csv
 import hashlib
 import io
 import json
-from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
-ID_COLUMNS = ("id", "RowNumber", "CustomerId", "Surname")
-CATEGORICAL_COLUMNS = ("Geography", "Gender")
-NUMERIC_COLUMNS = (
-    "CreditScore",
-    "Age",
-    "Tenure",
-    "Balance",
-    "NumOfProducts",
-    "HasCrCard",
-    "IsActiveMember",
-    "EstimatedSalary",
+from churnml.schema import (
+    CATEGORICAL_COLUMNS,
+    DEFAULT_TARGET,
+    FEATURE_COLUMNS,
+    ID_COLUMNS,
+    NUMERIC_COLUMNS,
+    TEXT_COLUMNS,
+    DataValidationError,
+    check_feature_columns,
+    clean_target,
+    near_matches,
+    short,
+    to_features,
 )
-FEATURE_COLUMNS = NUMERIC_COLUMNS + CATEGORICAL_COLUMNS
-DEFAULT_TARGET = "Exited"
+
+__all__ = [
+    "CATEGORICAL_COLUMNS",
+    "DEFAULT_TARGET",
+    "FEATURE_COLUMNS",
+    "ID_COLUMNS",
+    "NUMERIC_COLUMNS",
+    "DataValidationError",
+]
 
 # Text columns that are read as strings whatever they look like.
-_TEXT_COLUMNS = ("Surname", *CATEGORICAL_COLUMNS)
+_TEXT_COLUMNS = TEXT_COLUMNS
 _UTF8_BOM = b"\xef\xbb\xbf"
 _OTHER_SEPARATORS = {
     ";": "looks ;-separated",
@@ -50,16 +58,7 @@ _OTHER_SEPARATORS = {
     "|": "looks |-separated",
 }
 _UNCLOSED_QUOTE = "that is never closed"
-_MAX_SHOWN = 5
 _HASH_CHUNK = 1 << 20
-
-
-class DataValidationError(ValueError):
-    """Bad input data.
-
-    ``str(err)`` is one line that names the file (or other source), the column and/or the value,
-    and says what to fix.
-    """
 
 
 # --------------------------------------------------------------------------------------------
@@ -184,7 +183,7 @@ def _parse_header(header: str, source: str, line: int) -> list[str]:
         for separator, looks in _OTHER_SEPARATORS.items():
             if separator in header:
                 raise DataValidationError(
-                    f"{source}: header {_short(header)} {looks}, expected commas; "
+                    f"{source}: header {short(header)} {looks}, expected commas; "
                     f"re-save the file with ',' as the separator"
                 )
     positions: dict[str, list[int]] = {}
@@ -345,26 +344,18 @@ def validate_frame(
     if len(raw) == 0:
         raise DataValidationError(f"{source}: no data rows; add rows under the header")
 
-    label = _clean_target(raw[target], source, target)
-    clean: dict[str, np.ndarray] = {}
-    for name in NUMERIC_COLUMNS:
-        clean[name] = _clean_numeric(raw[name], source, name)
-    for name in CATEGORICAL_COLUMNS:
-        clean[name] = _clean_categorical(raw[name])
+    label = clean_target(raw[target], source=source, target=target)
+    features = to_features(raw, source=source)
     for name in FEATURE_COLUMNS:
-        if pd.isna(clean[name]).all():
+        if features[name].isna().all():
             raise DataValidationError(
                 f"{source}: column {name!r} is empty (every value is missing); "
                 f"fill it in, the model needs at least some values"
             )
     _check_class_counts(label, source, target, cv_folds)
-    clean[target] = label
-    index = pd.RangeIndex(len(raw))
-    columns = {
-        name: pd.Series(values, index=index, dtype=object if name in CATEGORICAL_COLUMNS else None)
-        for name, values in clean.items()
-    }
-    return pd.DataFrame(columns, index=index)
+    features = features.set_axis(pd.RangeIndex(len(raw)))
+    features[target] = label
+    return features
 
 
 def _check_columns(raw: pd.DataFrame, source: str, target: str) -> None:
@@ -375,15 +366,9 @@ def _check_columns(raw: pd.DataFrame, source: str, target: str) -> None:
             f"set the `target` option to the label column (default {DEFAULT_TARGET!r})"
         )
     present = [str(name) for name in raw.columns]
-    missing = [name for name in FEATURE_COLUMNS if name not in present]
-    if missing:
-        hints = _near_matches(missing, present)
-        raise DataValidationError(
-            f"{source}: missing feature column(s) {', '.join(map(repr, missing))}{hints}; "
-            f"the file needs all of {', '.join(FEATURE_COLUMNS)}"
-        )
+    check_feature_columns(present, source=source)
     if target not in present:
-        hints = _near_matches([target], present)
+        hints = near_matches([target], present)
         raise DataValidationError(
             f"{source}: target column {target!r} not found{hints}; the columns are "
             f"{', '.join(present)}; set the `target` option to the label column"
@@ -395,81 +380,6 @@ def _check_columns(raw: pd.DataFrame, source: str, target: str) -> None:
             f"{source}: column(s) {', '.join(map(repr, repeated))} appear more than once; "
             f"keep one of each"
         )
-
-
-def _near_matches(wanted: Iterable[str], present: list[str]) -> str:
-    """Hint at columns that differ only in case or surrounding spaces."""
-    folded = {name.strip().casefold(): name for name in present}
-    pairs = [
-        f"{folded[name.casefold()]!r} for {name!r}" for name in wanted if name.casefold() in folded
-    ]
-    return f" (found {', '.join(pairs)}: fix the spelling)" if pairs else ""
-
-
-def _clean_target(values: pd.Series, source: str, target: str) -> np.ndarray:
-    """Return the target as an int64 0/1 array, or raise naming the bad values."""
-    missing = values.isna().to_numpy()
-    if values.dtype == object or pd.api.types.is_string_dtype(values.dtype):
-        blank = values.astype(str).str.strip().eq("").to_numpy()
-        missing = missing | blank
-    if missing.any():
-        first = int(np.argmax(missing))
-        raise DataValidationError(
-            f"{source}: target column {target!r} is empty in {int(missing.sum()):,} row(s), "
-            f"first at data row {first + 1} (line {first + 2}); fill in 0 or 1 or drop those rows"
-        )
-    if pd.api.types.is_bool_dtype(values.dtype):
-        return values.to_numpy(dtype=np.int64)
-    numbers = (
-        values
-        if pd.api.types.is_numeric_dtype(values.dtype)
-        else pd.to_numeric(values, errors="coerce")
-    )
-    numbers = numbers.to_numpy(dtype=np.float64, na_value=np.nan)
-    bad = ~np.isin(numbers, (0.0, 1.0))
-    if bad.any():
-        offending = pd.unique(values[bad])
-        shown = ", ".join(_short(value) for value in offending[:_MAX_SHOWN])
-        more = f" and {len(offending) - _MAX_SHOWN} more" if len(offending) > _MAX_SHOWN else ""
-        first = int(np.argmax(bad))
-        raise DataValidationError(
-            f"{source}: target column {target!r} must be binary 0/1 (or True/False) but has "
-            f"{shown}{more} in {int(bad.sum()):,} row(s), first at data row {first + 1} "
-            f"(line {first + 2}); map the labels to 0/1"
-        )
-    return numbers.astype(np.int64)
-
-
-def _clean_numeric(values: pd.Series, source: str, name: str) -> np.ndarray:
-    """Return a float64 array (NaN for missing), or raise naming the first non-numeric value."""
-    if pd.api.types.is_bool_dtype(values.dtype) or pd.api.types.is_numeric_dtype(values.dtype):
-        numbers = values.to_numpy(dtype=np.float64, na_value=np.nan)
-        bad = np.isinf(numbers)
-    else:
-        numbers = pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
-        given = values.notna().to_numpy()
-        blank = values.astype(str).str.strip().eq("").to_numpy()
-        bad = (np.isnan(numbers) & given & ~blank) | np.isinf(numbers)
-    if bad.any():
-        first = int(np.argmax(bad))
-        count = int(bad.sum())
-        others = f" ({count:,} bad values in all)" if count > 1 else ""
-        raise DataValidationError(
-            f"{source}: column {name!r} must be numeric but data row {first + 1} "
-            f"(line {first + 2}) has {_short(values.iloc[first])}{others}; "
-            f"fix the value or leave it empty"
-        )
-    return numbers
-
-
-def _clean_categorical(values: pd.Series) -> np.ndarray:
-    """Return an object array of ``str`` with NaN for missing values."""
-    out = values.to_numpy(dtype=object, na_value=np.nan)
-    if pd.api.types.infer_dtype(out, skipna=True) not in ("string", "empty"):
-        out = out.copy()  # may be a read-only view of ``values``
-        present = ~pd.isna(out)
-        out[present] = [str(value) for value in out[present]]
-    return out
 
 
 def _check_class_counts(label: np.ndarray, source: str, target: str, cv_folds: int) -> None:
@@ -492,12 +402,6 @@ def _check_class_counts(label: np.ndarray, source: str, target: str, cv_folds: i
                 f"{source}: target class {value} has only {int(count)} row(s), fewer than "
                 f"cv_folds={cv_folds}; add rows of that class or lower cv_folds"
             )
-
-
-def _short(value: object, limit: int = 40) -> str:
-    """A one-line, length-limited repr of a value for error messages."""
-    text = repr(value.item() if isinstance(value, np.generic) else value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def load_dataset(

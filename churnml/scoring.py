@@ -25,14 +25,21 @@ import pandas as pd
 from pydantic import Field, ValidationError, model_validator
 
 from churnml.config import ConfigError, StrictModel, describe_validation_error
-from churnml.data import CATEGORICAL_COLUMNS, FEATURE_COLUMNS, NUMERIC_COLUMNS, DataValidationError
+from churnml.schema import (
+    CATEGORICAL_COLUMNS,
+    FEATURE_COLUMNS,
+    PASSTHROUGH_COLUMNS,
+    DataValidationError,
+    check_feature_columns,
+    to_features,
+)
 
 #: Output column with the probability of churn (class 1).
 PROBABILITY_COLUMN = "churn_probability"
 #: Output column naming the model version that scored the row.
 VERSION_COLUMN = "model_version"
-#: Identifier columns copied from input to output when present, so rows can be joined back.
-PASSTHROUGH_COLUMNS = ("id", "RowNumber", "CustomerId")
+# PASSTHROUGH_COLUMNS (from churnml.schema): identifier columns copied from input to output
+# when present, so rows can be joined back.
 
 _ALIAS_PATTERN = r"^[A-Za-z0-9_-]+$"
 
@@ -131,16 +138,7 @@ def check_columns(columns: list[str], source: str) -> None:
         DataValidationError: One line naming the missing columns, with a hint when a column
             differs only in case or surrounding spaces.
     """
-    missing = [name for name in FEATURE_COLUMNS if name not in columns]
-    if not missing:
-        return
-    folded = {name.strip().casefold(): name for name in columns}
-    hints = [f"{folded[m.casefold()]!r} for {m!r}" for m in missing if m.casefold() in folded]
-    hint = f" (found {', '.join(hints)}: fix the spelling)" if hints else ""
-    raise DataValidationError(
-        f"{source}: missing column(s) {', '.join(map(repr, missing))}{hint}; scoring needs all "
-        f"of {', '.join(FEATURE_COLUMNS)} (other columns are ignored)"
-    )
+    check_feature_columns(columns, source=source, noun="column(s)")
 
 
 def iter_chunks(
@@ -177,7 +175,7 @@ def iter_chunks(
 
 
 def features_from_chunk(chunk: pd.DataFrame, *, source: str, first_row: int) -> pd.DataFrame:
-    """The model's input columns from a raw chunk: numbers as float64, categories as text.
+    """The model's input columns from a raw chunk: :func:`churnml.schema.to_features`.
 
     Args:
         chunk: Raw rows as read by :func:`iter_chunks`.
@@ -187,33 +185,7 @@ def features_from_chunk(chunk: pd.DataFrame, *, source: str, first_row: int) -> 
     Raises:
         DataValidationError: A numeric column holds text or an infinite value.
     """
-    columns: dict[str, Any] = {}
-    for name in NUMERIC_COLUMNS:
-        values = chunk[name]
-        if pd.api.types.is_numeric_dtype(values.dtype) or pd.api.types.is_bool_dtype(values.dtype):
-            numbers = values.to_numpy(dtype=np.float64, na_value=np.nan)
-            bad = np.isinf(numbers)
-        else:
-            numbers = pd.to_numeric(values, errors="coerce").to_numpy(
-                dtype=np.float64, na_value=np.nan
-            )
-            given = values.notna().to_numpy() & ~values.astype(str).str.strip().eq("").to_numpy()
-            bad = (np.isnan(numbers) & given) | np.isinf(numbers)
-        if bad.any():
-            index = int(np.argmax(bad))
-            row = first_row + index + 1
-            raise DataValidationError(
-                f"{source}: column {name!r} must be numeric but data row {row} has "
-                f"{str(values.iloc[index])[:40]!r} ({int(bad.sum())} bad value(s) in rows "
-                f"{first_row + 1}-{first_row + len(chunk)}); fix the value or leave it empty"
-            )
-        columns[name] = numbers
-    for name in CATEGORICAL_COLUMNS:
-        values = chunk[name].to_numpy(dtype=object, na_value=np.nan).copy()
-        present = ~pd.isna(values)
-        values[present] = [str(value).strip() for value in values[present]]
-        columns[name] = values
-    return pd.DataFrame(columns, index=chunk.index)[list(FEATURE_COLUMNS)]
+    return to_features(chunk, source=source, first_row=first_row, partial=True)
 
 
 # --------------------------------------------------------------------------- scoring
