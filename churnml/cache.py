@@ -99,8 +99,9 @@ def _code_digest() -> str:
 def load(key: str, folder: Path, config: SweepConfig) -> prepare.PreparedData | None:
     """The cached split under ``key``, or None on a miss (absent, stale or damaged entry).
 
-    A damaged entry is removed, so the caller's reload writes a good one. The search-space
-    check of :func:`churnml.prepare.split` runs again, since the search space is not in the key.
+    A damaged entry is removed, so the caller's reload writes a good one. The search-space and
+    enough-rows checks of :func:`churnml.prepare.split` run again, since their settings are not
+    in the key.
 
     Args:
         key: from :func:`cache_key`.
@@ -109,6 +110,7 @@ def load(key: str, folder: Path, config: SweepConfig) -> prepare.PreparedData | 
 
     Raises:
         ConfigError: ``search_space.k_min``/``k_max`` exceed the data's encoded features.
+        DataValidationError: The data is too small for ``min_class_rows``.
     """
     entry = folder / key
     if not (entry / "meta.json").is_file():
@@ -123,6 +125,9 @@ def load(key: str, folder: Path, config: SweepConfig) -> prepare.PreparedData | 
         return None
     os.utime(entry)  # most recently used: kept longest
     prepare.check_search_space(meta["encoded_features"], config)
+    prepare.check_enough_rows(
+        frames["train"][meta["target"]], frames["test"][meta["target"]], config
+    )
     return prepare.PreparedData(
         train=frames["train"],
         test=frames["test"],

@@ -94,6 +94,13 @@ class SweepConfig(StrictModel):
     n_trials: int = Field(default=20, ge=1, le=10_000)
     parallel: int = Field(default=2, ge=1, le=64, description="Trials run at once.")
     cv_folds: int = Field(default=3, ge=2, le=20)
+    min_class_rows: int = Field(
+        default=10,
+        ge=1,
+        le=100_000,
+        description="Rows of each class needed in the holdout and in every CV fold for the "
+        "sweep to judge a model; lower it on purpose only for tiny experiments.",
+    )
     test_size: float = Field(default=0.2, gt=0.0, lt=0.9)
     seed: int = 42
     experiment_name: str = Field(default="bank-churn-sweep", min_length=1, max_length=200)

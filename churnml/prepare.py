@@ -5,10 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from churnml.config import ConfigError, DataConfig, SweepConfig
 from churnml.data import (
+    DataValidationError,
     generate_bank_churn,
     read_csv,
     split_holdout,
@@ -81,6 +83,8 @@ def split(clean: pd.DataFrame, config: SweepConfig, *, digest: str) -> PreparedD
 
     Raises:
         ConfigError: ``search_space.k_min``/``k_max`` exceed the number of encoded features.
+        DataValidationError: Too few rows of a class for the holdout or the CV folds (see
+            :func:`check_enough_rows`).
     """
     target = config.data.target
     if config.data.sample_rows is not None:
@@ -88,6 +92,7 @@ def split(clean: pd.DataFrame, config: SweepConfig, *, digest: str) -> PreparedD
             clean, target=target, n_rows=config.data.sample_rows, seed=config.seed
         )
     train, test = split_holdout(clean, target=target, test_size=config.test_size, seed=config.seed)
+    check_enough_rows(train[target], test[target], config)
     feature_columns = [c for c in clean.columns if c != target]
     encoded = encoded_feature_names(train[feature_columns])
     check_search_space(encoded, config)
@@ -118,3 +123,32 @@ def check_search_space(encoded: list[str], config: SweepConfig) -> None:
                 f"config.search_space.{key}: {value} is above the {len(encoded)} encoded "
                 f"features of this data ({', '.join(encoded)}); use at most {len(encoded)}"
             )
+
+
+def check_enough_rows(y_train: pd.Series, y_test: pd.Series, config: SweepConfig) -> None:
+    """Refuse data too small to judge a model.
+
+    The rule: every class has at least ``config.min_class_rows`` rows in the holdout and in the
+    validation part of every one of the ``config.cv_folds`` stratified CV folds (a class of
+    ``n`` training rows gives each fold at least ``n // cv_folds``).
+
+    Raises:
+        DataValidationError: One line naming the rule, the numbers found and the setting.
+    """
+    floor = config.min_class_rows
+    holdout = np.bincount(np.asarray(y_test, dtype=np.int64), minlength=2)
+    folds = np.bincount(np.asarray(y_train, dtype=np.int64), minlength=2) // config.cv_folds
+    short = [
+        f"class {value}: {int(holdout[value])} in the holdout, at least {int(folds[value])} "
+        f"per CV fold"
+        for value in range(len(holdout))
+        if holdout[value] < floor or folds[value] < floor
+    ]
+    if short:
+        rows = len(y_train) + len(y_test)
+        raise DataValidationError(
+            f"{describe_source(config.data)}: too few rows to judge a model ({rows:,} rows used; "
+            f"{'; '.join(short)}); the rule is at least min_class_rows={floor} rows of each class "
+            f"in the holdout (test_size={config.test_size}) and in each of the "
+            f"{config.cv_folds} CV folds; add rows, or lower min_class_rows on purpose"
+        )

@@ -22,7 +22,8 @@ def csv_file(tmp_path: Path) -> Path:
 
 def config_for(path: Path | None, **overrides) -> SweepConfig:
     data = DataConfig(path=path) if path else DataConfig(synthetic_rows=300, synthetic_seed=2)
-    return SweepConfig.model_validate({"data": data, **overrides})
+    # Small data on purpose (these tests are about the cache): lower the enough-rows floor.
+    return SweepConfig.model_validate({"data": data, "min_class_rows": 5, **overrides})
 
 
 def fresh(config: SweepConfig) -> prepare.PreparedData:
