@@ -9,25 +9,20 @@ from __future__ import annotations
 import contextlib
 import importlib.metadata
 import json
-import logging
 import time
-import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import mlflow.sklearn
 import pandas as pd
 from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
-from mlflow.models import infer_signature
 
 from tracking import versions
-from tracking.model_files import TRUSTED_TYPES
+from tracking.churn_pyfunc import churn_signature, log_churn_model
+from tracking.tags import CHALLENGER, CHAMPION, TAG_PARAMS
 
-CHAMPION = "champion"
-CHALLENGER = "challenger"
 MODEL_ARTIFACT_NAME = "model"
 
 
@@ -51,25 +46,6 @@ def _requirements() -> list[str]:
         except importlib.metadata.PackageNotFoundError:  # pragma: no cover - all are deps
             pins.append(package)
     return pins
-
-
-@contextlib.contextmanager
-def _quiet_model_logging() -> Iterator[None]:
-    """Silence two expected complaints of ``log_model``.
-
-    MLflow reloads the model through pyfunc to check the input example, which our processes
-    refuse (pickle deserialization is off; our own skops loader is tested instead), and it hints
-    that the integer columns of the example cannot hold NaN (the pipeline imputes them).
-    """
-    logger = logging.getLogger("mlflow.models.model")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer")
-            yield
-    finally:
-        logger.setLevel(level)
 
 
 def find_version_for_run(client: MlflowClient, name: str, run_id: str) -> ModelVersion | None:
@@ -140,15 +116,13 @@ def register_best_model(
     created = existing is None
     if existing is None:
         # log_model writes through its own client: hold the store's writer lock (SQLite) too.
-        with getattr(client, "lock", None) or contextlib.nullcontext(), _quiet_model_logging():
-            signature = infer_signature(input_example, model.predict_proba(input_example)[:, 1])
-            info = mlflow.sklearn.log_model(
+        # MLflow checks the input example by loading the model back through our pyfunc loader.
+        with getattr(client, "lock", None) or contextlib.nullcontext():
+            info = log_churn_model(
                 model,
                 name=MODEL_ARTIFACT_NAME,
                 run_id=run_id,
-                serialization_format="skops",
-                skops_trusted_types=list(TRUSTED_TYPES),
-                signature=signature,
+                signature=churn_signature(),
                 input_example=input_example,
                 pip_requirements=_requirements(),
             )
@@ -186,10 +160,6 @@ def tag_version(client: MlflowClient, name: str, version: str, tags: Mapping[str
     """Set tags on a model version (e.g. the sha256 of its standalone skops file)."""
     for key, value in tags.items():
         client.set_model_version_tag(name, version, key, str(value))
-
-
-#: Model-version tag holding the params (JSON) the version was trained with.
-TAG_PARAMS = "params_json"
 
 
 def champion_params(client: MlflowClient, name: str) -> tuple[str, dict[str, Any]] | None:
