@@ -12,8 +12,8 @@ differences in its ``python_function`` flavor, which every MLflow consumer uses
   (That hash catches a corrupted or swapped file, not someone who rewrites both files;
   ``sweepflow serve`` checks the hash the registry recorded instead.)
 - **``predict`` returns the probability of churn** (class 1), one float per row, computed
-  exactly as batch scoring computes it (:mod:`churnml.scoring`): raw rows as real files hold
-  them, numbers as integers or floats, identifier and label columns present or not.
+  exactly as batch scoring computes it (:func:`churnml.schema.to_features`): raw rows as real
+  files hold them, numbers as integers or floats, identifier and label columns present or not.
 
 The signature says the same thing to MLflow: the eight numeric columns are typed ``any``
 (MLflow refuses int64 for a ``double`` column and float64 for a ``long`` one, and the two Kaggle
@@ -37,20 +37,22 @@ from mlflow.models import Model, ModelSignature
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from mlflow.types.schema import AnyType, ColSpec, DataType, Schema
 
-from churnml.data import (
+from churnml.data import file_sha256
+from churnml.schema import (
     CATEGORICAL_COLUMNS,
     DEFAULT_TARGET,
     NUMERIC_COLUMNS,
+    PASSTHROUGH_COLUMNS,
     DataValidationError,
-    file_sha256,
+    to_features,
 )
-from churnml.scoring import PROBABILITY_COLUMN, features_from_chunk, predict_churn
+from churnml.scoring import PROBABILITY_COLUMN, predict_churn
 from tracking.model_files import TRUSTED_TYPES, load_model_file
 
 #: Key of the pyfunc flavor in ``MLmodel`` holding the sha256 of the skops file.
 CONF_SHA256 = "skops_sha256"
 #: Columns real files hold besides the features: accepted, ignored.
-OPTIONAL_COLUMNS = ("id", "RowNumber", "CustomerId", DEFAULT_TARGET)
+OPTIONAL_COLUMNS = (*PASSTHROUGH_COLUMNS, DEFAULT_TARGET)
 _SKOPS_FILE = "model.skops"
 
 
@@ -123,7 +125,7 @@ class ChurnProbability:
         """
         frame = data if isinstance(data, pd.DataFrame) else pd.DataFrame(data)
         try:
-            features = features_from_chunk(frame, source="input", first_row=0)
+            features = to_features(frame, source="input", line_offset=None)
         except DataValidationError as error:
             raise MlflowException(str(error), error_code=INVALID_PARAMETER_VALUE) from None
         return predict_churn(self.model, features)
