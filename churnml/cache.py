@@ -7,9 +7,9 @@ is kept under a key made of:
 - the sha256 of the CSV's bytes (or, for the built-in data, the generator's rows and seed);
 - the settings that change the split: target, sample_rows, test_size, seed and cv_folds (the
   last decides what validation accepts);
-- the sha256 of the code that loads, validates and splits (``schema.py``, ``data.py``,
-  ``prepare.py``, ``model.py``) and the pandas and scikit-learn versions, so changed code never
-  serves a stale split.
+- the sha256 of the code that loads, validates and splits (``schema.py``, ``inputs.py``,
+  ``data.py``, ``prepare.py``, ``model.py``) and the pandas and scikit-learn versions, so
+  changed code never serves a stale split.
 
 An entry is a folder ``<key>/`` holding ``train.feather``, ``test.feather`` (Arrow IPC, written and
 read by pyarrow; no pickle) and ``meta.json`` with each file's sha256 and the frames' dtypes.
@@ -44,7 +44,7 @@ CACHE_VERSION = 1
 #: Entries kept; the least recently used beyond this are removed when a new one is written.
 MAX_ENTRIES = 8
 _FRAMES = ("train", "test")
-_CODE_FILES = ("schema.py", "data.py", "prepare.py", "model.py")
+_CODE_FILES = ("schema.py", "inputs.py", "data.py", "prepare.py", "model.py")
 
 
 def cache_folder(mlruns: Path) -> Path:
@@ -218,12 +218,15 @@ def _evict(folder: Path, keep: Path) -> None:
             shutil.rmtree(old, ignore_errors=True)
 
 
-def prepare_data(config: SweepConfig, folder: Path) -> tuple[prepare.PreparedData, bool]:
+def prepare_data(
+    config: SweepConfig, folder: Path, *, max_bytes: int | None = None
+) -> tuple[prepare.PreparedData, bool]:
     """Load, validate and split the data, or take the split from the cache.
 
     Args:
         config: the sweep's settings.
         folder: the cache folder.
+        max_bytes: largest data file accepted (see :func:`churnml.prepare.load_raw`).
 
     Returns:
         The prepared data, and True when it came from the cache.
@@ -240,7 +243,7 @@ def prepare_data(config: SweepConfig, folder: Path) -> tuple[prepare.PreparedDat
         cached = load(key, folder, config)
         if cached is not None:
             return cached, True
-    clean = prepare.validate(prepare.load_raw(config.data), config)
+    clean = prepare.validate(prepare.load_raw(config.data, max_bytes=max_bytes), config)
     prepared = prepare.split(clean, config, digest=frame_digest(clean))
     if key is not None:
         # A read-only or full disk costs the next run a reload, nothing more.

@@ -72,10 +72,12 @@ class SearchSpace(StrictModel):
 
 
 class DataConfig(StrictModel):
-    """Where the rows come from: a CSV of the bank-churn schema, or the built-in generator."""
+    """Where the rows come from: a data file of the bank-churn schema, or the generator."""
 
     path: Path | None = Field(
-        default=None, description="CSV of the bank-churn schema; None uses the built-in data."
+        default=None,
+        description="Data of the bank-churn schema: CSV, CSV compressed as .gz/.bz2/.xz/.zip, "
+        "or Parquet; None uses the built-in data.",
     )
     target: str = Field(default="Exited", min_length=1)
     synthetic_rows: int = Field(

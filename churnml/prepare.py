@@ -29,11 +29,19 @@ def describe_source(data: DataConfig) -> str:
     return str(data.path)
 
 
-def load_raw(data: DataConfig) -> pd.DataFrame:
-    """Read the CSV (file-level checks) or generate the built-in data."""
+def load_raw(data: DataConfig, *, max_bytes: int | None = None) -> pd.DataFrame:
+    """Read the data file (file-level checks) or generate the built-in data.
+
+    Args:
+        data: Where the rows come from (CSV, compressed CSV or Parquet; see
+            :func:`churnml.data.read_csv`).
+        max_bytes: Largest data accepted, in decompressed bytes; None: the default of
+            :func:`churnml.inputs.default_max_data_bytes` (``SWEEPFLOW_MAX_DATA_BYTES``, parsed
+            by :func:`churnml.inputs.max_data_bytes`, is passed here by the caller).
+    """
     if data.path is None:
         return generate_bank_churn(data.synthetic_rows, seed=data.synthetic_seed)
-    return read_csv(Path(data.path), target=data.target)
+    return read_csv(Path(data.path), target=data.target, max_bytes=max_bytes)
 
 
 def validate(raw: pd.DataFrame, config: SweepConfig) -> pd.DataFrame:

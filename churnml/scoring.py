@@ -1,4 +1,4 @@
-"""Batch scoring: check a CSV's columns, read it in chunks, write churn probabilities.
+"""Batch scoring: check a file's columns, read it in chunks, write churn probabilities.
 
 A pure module (pandas, numpy, scikit-learn; never Prefect or MLflow). The model arrives in
 memory, already loaded and checked by ``tracking/``. The input is read ``chunk_rows`` rows at a
@@ -13,6 +13,7 @@ scored like a missing one: the model's encoder gives it no column.
 from __future__ import annotations
 
 import csv
+import io
 import os
 import warnings
 from collections.abc import Iterator
@@ -24,6 +25,7 @@ import numpy as np
 import pandas as pd
 from pydantic import Field, ValidationError, model_validator
 
+from churnml import inputs
 from churnml.config import ConfigError, StrictModel, describe_validation_error
 from churnml.schema import (
     CATEGORICAL_COLUMNS,
@@ -47,7 +49,10 @@ _ALIAS_PATTERN = r"^[A-Za-z0-9_-]+$"
 class ScoreConfig(StrictModel):
     """Settings of one batch-scoring run."""
 
-    data: Path = Field(description="CSV of the bank-churn schema to score (no target needed).")
+    data: Path = Field(
+        description="Data of the bank-churn schema to score (no target needed): CSV, CSV "
+        "compressed as .gz/.bz2/.xz/.zip, or Parquet."
+    )
     out: Path = Field(description="CSV of predictions to write (replaced if it exists).")
     model_name: str = Field(default="bank-churn-classifier", min_length=1, max_length=200)
     alias: str | None = Field(
@@ -99,28 +104,31 @@ class ScoreStats:
 
 
 def read_header(path: str | Path) -> list[str]:
-    """The column names of a CSV, after file-level checks.
+    """The column names of a data file (CSV, compressed CSV or Parquet), after file-level checks.
 
     Raises:
-        DataValidationError: The file is missing, a directory, unreadable, empty, not UTF-8, or
-            its header has repeated names.
+        DataValidationError: The file is missing, a dangling symlink, a symlink loop, a
+            directory, unreadable, another kind of file, damaged, empty, not UTF-8, or its
+            header has repeated names.
     """
-    source = str(path)
-    path = Path(path)
-    if not path.exists():
-        raise DataValidationError(f"{source}: file not found (working directory {Path.cwd()})")
-    if path.is_dir():
-        raise DataValidationError(f"{source}: is a directory; pass the path of a CSV file")
-    try:
-        with open(path, encoding="utf-8-sig", newline="") as handle:
-            header = next((row for row in csv.reader(handle) if any(c.strip() for c in row)), None)
-    except PermissionError:
-        raise DataValidationError(f"{source}: cannot be read (permission denied)") from None
-    except UnicodeDecodeError:
-        raise DataValidationError(f"{source}: not UTF-8 text; re-save the file as UTF-8") from None
-    except (OSError, csv.Error) as error:
-        raise DataValidationError(f"{source}: cannot be read ({error})") from None
-    if header is None:
+    file = inputs.inspect(path)
+    source = file.source
+    if file.kind == "parquet":
+        header: list[str] | None = inputs.parquet_columns(file)
+    else:
+        try:
+            with inputs.open_bytes(file) as stream:
+                text = io.TextIOWrapper(stream, encoding="utf-8-sig", newline="")
+                rows = csv.reader(text)
+                header = next((row for row in rows if any(c.strip() for c in row)), None)
+                text.detach()
+        except UnicodeDecodeError:
+            raise DataValidationError(
+                f"{source}: not UTF-8 text; re-save the file as UTF-8"
+            ) from None
+        except csv.Error as error:
+            raise DataValidationError(f"{source}: cannot be read ({error})") from None
+    if not header:
         raise DataValidationError(f"{source}: the file is empty; expected a header row and rows")
     repeated = sorted({name for name in header if header.count(name) > 1})
     if repeated:
@@ -146,46 +154,63 @@ def iter_chunks(
 ) -> Iterator[tuple[int, pd.DataFrame]]:
     """Read the feature and identifier columns ``chunk_rows`` rows at a time.
 
+    A CSV (plain or compressed, decompressed on the fly) goes through ``pandas.read_csv`` in
+    chunks; a Parquet file is read by row batches. Neither is ever held whole.
+
     Yields:
         ``(rows before this chunk, chunk)`` pairs.
 
     Raises:
-        DataValidationError: The file cannot be parsed as CSV (e.g. a row with too many fields).
+        DataValidationError: The file cannot be parsed (e.g. a row with too many fields).
     """
+    file = inputs.inspect(path)
     wanted = [name for name in (*PASSTHROUGH_COLUMNS, *FEATURE_COLUMNS) if name in columns]
+    offset = 0
+    if file.kind == "parquet":
+        for chunk in inputs.iter_parquet(file, wanted, chunk_rows):
+            yield offset, chunk
+            offset += len(chunk)
+        return
     text_columns = (*CATEGORICAL_COLUMNS, *PASSTHROUGH_COLUMNS)
     dtypes = {name: object for name in wanted if name in text_columns}
-    offset = 0
     try:
-        reader = pd.read_csv(
-            path,
-            usecols=wanted,
-            dtype=dtypes,
-            chunksize=chunk_rows,
-            encoding="utf-8-sig",
-            skip_blank_lines=True,
-        )
-        with reader:
-            for chunk in reader:
-                yield offset, chunk
-                offset += len(chunk)
+        with inputs.open_bytes(file) as stream:
+            reader = pd.read_csv(
+                stream,
+                usecols=wanted,
+                dtype=dtypes,
+                chunksize=chunk_rows,
+                encoding="utf-8-sig",
+                skip_blank_lines=True,
+            )
+            with reader:
+                for chunk in reader:
+                    yield offset, chunk
+                    offset += len(chunk)
+    except DataValidationError:
+        raise
     except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as error:
         message = " ".join(str(error).split())
         raise DataValidationError(f"{path}: could not parse as CSV: {message}") from None
 
 
-def features_from_chunk(chunk: pd.DataFrame, *, source: str, first_row: int) -> pd.DataFrame:
+def features_from_chunk(
+    chunk: pd.DataFrame, *, source: str, first_row: int, line_offset: int | None = 1
+) -> pd.DataFrame:
     """The model's input columns from a raw chunk: :func:`churnml.schema.to_features`.
 
     Args:
         chunk: Raw rows as read by :func:`iter_chunks`.
         source: The file, named in errors.
         first_row: Data rows before this chunk, so errors name the row in the whole file.
+        line_offset: Data row to file line (1 for a CSV; None for Parquet: no lines).
 
     Raises:
         DataValidationError: A numeric column holds text or an infinite value.
     """
-    return to_features(chunk, source=source, first_row=first_row, partial=True)
+    return to_features(
+        chunk, source=source, first_row=first_row, line_offset=line_offset, partial=True
+    )
 
 
 # --------------------------------------------------------------------------- scoring
@@ -223,7 +248,8 @@ def score_csv(
 
     Args:
         model: A fitted pipeline with ``predict_proba`` taking raw bank-churn rows.
-        data: The CSV to score; it needs the feature columns, other columns are ignored.
+        data: The file to score (CSV, compressed CSV or Parquet); it needs the feature columns,
+            other columns are ignored.
         out: The CSV to write (its folder is created).
         model_version: Written on every row.
         chunk_rows: Rows read, scored and written at a time.
@@ -237,6 +263,7 @@ def score_csv(
     source = str(data)
     columns = read_header(data)
     check_columns(columns, source)
+    line_offset = None if inputs.inspect(data).kind == "parquet" else 1
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.with_name(out.name + ".partial")
@@ -248,7 +275,9 @@ def score_csv(
             for first_row, chunk in iter_chunks(data, columns, chunk_rows):
                 if chunk.empty:
                     continue
-                features = features_from_chunk(chunk, source=source, first_row=first_row)
+                features = features_from_chunk(
+                    chunk, source=source, first_row=first_row, line_offset=line_offset
+                )
                 probabilities = predict_churn(model, features)
                 _count_unknown(features, known, stats.unknown_categories)
                 result = chunk[[c for c in PASSTHROUGH_COLUMNS if c in chunk.columns]].copy()
