@@ -100,9 +100,10 @@ def run_sweep(spec: dict[str, Any]) -> dict[str, Any]:
     import optuna
 
     from churnml.config import SweepConfig
-    from churnml.search import make_storage
-    from flows.cli import check_data, quiet_console_logs
-    from flows.sweep import sweep
+    from cli.common import quiet_console_logs
+    from cli.sweep import check_data
+    from flows.sweep.flow import sweep
+    from studies.storage import make_storage
     from tracking.store import mlruns_dir
 
     imported = time.time()

@@ -2,11 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
-import warnings
-from collections.abc import Callable
-from pathlib import Path
 from typing import Any, Protocol
 
 import optuna
@@ -88,57 +83,6 @@ def make_pruner(kind: str, n_folds: int) -> optuna.pruners.BasePruner:
     )
 
 
-def make_storage(
-    url: str | None,
-    journal_path: Path,
-    *,
-    heartbeat_interval: int | None = 30,
-    grace_period: int | None = 90,
-    stale_trial_callback: Callable[[optuna.Study, optuna.trial.FrozenTrial], None] | None = None,
-) -> optuna.storages.BaseStorage:
-    """Optuna storage: a database URL when given, else a journal file (safe for many writers).
-
-    RDB storages get a heartbeat so a crashed worker's trial is failed instead of left RUNNING:
-    a RUNNING trial whose last heartbeat is older than ``grace_period`` seconds is failed by
-    ``optuna.storages.fail_stale_trials``, which then calls ``stale_trial_callback`` (e.g. to
-    retry it). Journal files have no heartbeat.
-
-    Args:
-        url: a database URL (``postgresql+psycopg://...``), or None for the journal file.
-        journal_path: the journal file used when ``url`` is None.
-        heartbeat_interval: seconds between heartbeats; None switches heartbeats off.
-        grace_period: seconds without a heartbeat before a running trial counts as stale.
-        stale_trial_callback: called with each trial failed for a stale heartbeat.
-    """
-    if url:
-        with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna 5: we rely on
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # them knowingly
-            return optuna.storages.RDBStorage(
-                url,
-                heartbeat_interval=heartbeat_interval,
-                grace_period=grace_period if heartbeat_interval else None,
-                heartbeat_stale_trial_callback=stale_trial_callback if heartbeat_interval else None,
-            )
-    journal_path.parent.mkdir(parents=True, exist_ok=True)
-    return optuna.storages.JournalStorage(
-        optuna.storages.journal.JournalFileBackend(str(journal_path))
-    )
-
-
-def open_study(
-    *, name: str, storage: optuna.storages.BaseStorage, seed: int, pruner: str, n_folds: int
-) -> optuna.Study:
-    """Create the study, or load it when it exists, maximising CV ROC AUC."""
-    return optuna.create_study(
-        study_name=name,
-        storage=storage,
-        sampler=make_sampler(seed),
-        pruner=make_pruner(pruner, n_folds),
-        direction="maximize",
-        load_if_exists=True,
-    )
-
-
 def score_trial(
     trial: optuna.Trial,
     params: dict[str, Any],
@@ -175,9 +119,3 @@ def to_trial_values(params: dict[str, Any], space: SearchSpace) -> dict[str, Any
     depth = params.get("max_depth")
     values["max_depth"] = space.max_depth.high + 1 if depth is None else int(depth)
     return values
-
-
-def study_fingerprint(data_digest: str, settings: dict[str, Any]) -> str:
-    """A short hash of what makes trial scores comparable: the data and the scoring setup."""
-    text = json.dumps({"data": data_digest, **settings}, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:12]

@@ -1,1 +1,2 @@
-"""Prefect flows (thin tasks over flows.steps) and the sweepflow command line."""
+"""Prefect flows, one package each (``sweep/``, ``promote/``, ``score/``), and what they share:
+events and task options, the preflight, task runners, in-process handles and notifications."""

@@ -15,7 +15,7 @@ from prefect.blocks.notifications import CustomWebhookNotificationBlock
 from prefect.events.actions import SendNotification
 from prefect.events.schemas.automations import EventTrigger, Posture
 
-from flows.sweep import CHAMPION_EVENT
+from flows.events import CHAMPION_EVENT
 
 BLOCK_NAME = "sweepflow-webhook"
 FAILED_AUTOMATION = "sweepflow: sweep failed"

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 from churnml.config import ConfigError, SweepConfig
 from flows.runners import DASK_EXTRA, dask_available, describe_runner
-from flows.studies import storage_url
+from studies.storage import storage_url
 from tracking.store import TrackingTarget, mask_uri, mlruns_dir, resolve_target
 
 #: MLflow tracking URIs that are a database the client writes itself, not a tracking server.

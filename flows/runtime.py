@@ -45,6 +45,15 @@ def forget(key: str) -> None:
         _prepared.pop(key, None)
 
 
+@contextmanager
+def held(key: str) -> Iterator[str]:
+    """Keep the data under ``key`` while the block runs, and drop it at the end."""
+    try:
+        yield key
+    finally:
+        forget(key)
+
+
 # --------------------------------------------------------------------------- trial progress
 
 

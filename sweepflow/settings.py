@@ -12,6 +12,7 @@ arguments) may read it.
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -90,3 +91,19 @@ def current() -> Settings:
         first = error.errors()[0]
         name = str(first["loc"][0]).upper() if first["loc"] else "environment"
         raise SettingsError(f"{name}={first.get('input')!r}: {first['msg'].lower()}") from None
+
+
+def mask_uri(uri: str) -> str:
+    """Hide the password (and any token) in a URI, e.g. ``postgresql://u:***@host/db``."""
+    try:
+        parts = urlsplit(uri)
+    except ValueError:
+        return "***"
+    if parts.password is None and not parts.username:
+        return uri
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    user = parts.username or ""
+    credentials = f"{user}:***@" if parts.password is not None else f"{user}@"
+    return urlunsplit((parts.scheme, credentials + host, parts.path, parts.query, parts.fragment))

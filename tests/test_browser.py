@@ -25,6 +25,7 @@ from pathlib import Path
 import pytest
 
 from tests.servers import BIN, REPO, free_port, missing_service, start, stop, wait_for_http
+from tracking import tags
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
@@ -121,9 +122,7 @@ def _run_sweep(root: Path, env: dict[str, str], mlflow_url: str, prefect_url: st
     """The quick start's command, pointed at the two servers, then what it logged."""
     from mlflow import MlflowClient
 
-    from tracking import runs
-
-    command = [sys.executable, "-m", "flows.cli", "sweep", "--rows", "600", "--folds", "2"]
+    command = [sys.executable, "-m", "cli", "sweep", "--rows", "600", "--folds", "2"]
     command += ["--trials", str(TRIALS), "--pruner", "none", "--experiment", EXPERIMENT]
     command += ["--model-name", MODEL]
     done = subprocess.run(
@@ -139,8 +138,8 @@ def _run_sweep(root: Path, env: dict[str, str], mlflow_url: str, prefect_url: st
     client = MlflowClient(tracking_uri=mlflow_url)
     experiment_id = client.get_experiment_by_name(EXPERIMENT).experiment_id
     found = client.search_runs([experiment_id])
-    parent = next(r for r in found if r.data.tags.get(runs.TAG_KIND) == "sweep")
-    trials = {r.info.run_name: r for r in found if r.data.tags.get(runs.TAG_KIND) == "trial"}
+    parent = next(r for r in found if r.data.tags.get(tags.TAG_KIND) == "sweep")
+    trials = {r.info.run_name: r for r in found if r.data.tags.get(tags.TAG_KIND) == "trial"}
     assert sorted(trials) == [f"trial-{n:03d}" for n in range(TRIALS)]
     return Stack(
         mlflow_url=mlflow_url,
@@ -150,9 +149,9 @@ def _run_sweep(root: Path, env: dict[str, str], mlflow_url: str, prefect_url: st
         parent_run_name=parent.info.run_name,
         trial_run_ids={name: r.info.run_id for name, r in trials.items()},
         trial_metrics={name: dict(r.data.metrics) for name, r in trials.items()},
-        flow_run_id=parent.data.tags[runs.TAG_FLOW_RUN],
+        flow_run_id=parent.data.tags[tags.TAG_FLOW_RUN],
         summary_artifact_id=_artifact_id(
-            prefect_url, parent.data.tags[runs.TAG_FLOW_RUN], "sweep-summary"
+            prefect_url, parent.data.tags[tags.TAG_FLOW_RUN], "sweep-summary"
         ),
     )
 

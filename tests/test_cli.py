@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from churnml.data import generate_bank_churn
-from flows.cli import app
+from cli.main import app
 from tracking.store import mlruns_dir
 
 runner = CliRunner()

@@ -10,9 +10,11 @@ import sys
 import pytest
 from typer.testing import CliRunner
 
-import flows.sweep  # noqa: F401 - sets Prefect's logging up now, not inside CliRunner's streams
-from flows import runtime, steps
-from flows.cli import _DropReported, app, quiet_console_logs
+import flows.sweep.flow  # noqa: F401 - sets Prefect's logging up now, not inside CliRunner's streams
+from cli.common import _DropReported, quiet_console_logs
+from cli.main import app
+from flows import runtime
+from flows.sweep import trial_steps as steps
 
 runner = CliRunner()
 SMALL = ("--rows", "600", "--trials", "3", "--folds", "2", "--pruner", "none")
@@ -67,7 +69,7 @@ def test_a_sweep_shows_progress_and_a_summary_without_log_noise():
     from prefect.settings import PREFECT_API_URL
 
     done = subprocess.run(
-        [sys.executable, "-m", "flows.cli", "sweep", *SMALL, "--experiment", "cli-progress"],
+        [sys.executable, "-m", "cli", "sweep", *SMALL, "--experiment", "cli-progress"],
         env=os.environ | {"PREFECT_API_URL": str(PREFECT_API_URL.value()), "COLUMNS": "120"},
         capture_output=True,
         text=True,

@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from tests.servers import BIN, REPO, prefect_server, start, stop, webhook_receiver
-from tracking import runs
+from tracking import tags
 from tracking.store import connect
 
 pytestmark = pytest.mark.slow
@@ -134,7 +134,7 @@ def sweep_children(experiment_parent_run: str) -> list[int]:
         [experiment.experiment_id],
         filter_string=f"tags.`mlflow.parentRunId` = '{experiment_parent_run}'",
     )
-    return sorted(int(run.data.tags[runs.TAG_TRIAL]) for run in found)
+    return sorted(int(run.data.tags[tags.TAG_TRIAL]) for run in found)
 
 
 def parent_run_of(flow_run_id: str):
@@ -143,7 +143,7 @@ def parent_run_of(flow_run_id: str):
     (parent,) = client.search_runs(
         [experiment.experiment_id],
         filter_string=(
-            f"tags.`{runs.TAG_FLOW_RUN}` = '{flow_run_id}' and tags.`{runs.TAG_KIND}` = 'sweep'"
+            f"tags.`{tags.TAG_FLOW_RUN}` = '{flow_run_id}' and tags.`{tags.TAG_KIND}` = 'sweep'"
         ),
     )
     return parent
@@ -239,5 +239,5 @@ def test_triggered_runs_complete_resume_the_study_never_overlap_and_notify(serve
     numbers = sweep_children(parent_run_of(str(earlier.id)).info.run_id)
     numbers += sweep_children(parent_run_of(str(later.id)).info.run_id)
     assert sorted(numbers) == [3, 4, 5, 6]
-    study_tags = {parent_run_of(str(r.id)).data.tags[runs.TAG_STUDY] for r in (second, third)}
-    assert study_tags == {parent.data.tags[runs.TAG_STUDY]}
+    study_tags = {parent_run_of(str(r.id)).data.tags[tags.TAG_STUDY] for r in (second, third)}
+    assert study_tags == {parent.data.tags[tags.TAG_STUDY]}

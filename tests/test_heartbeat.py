@@ -13,8 +13,9 @@ import time
 import optuna
 import pytest
 
+import studies
 from churnml.config import SweepConfig
-from flows import studies
+from tests.study_checks import study_budget
 
 CONFIG = SweepConfig(experiment_name="heartbeat", n_trials=2)
 
@@ -80,7 +81,7 @@ def test_a_trial_whose_heartbeat_goes_stale_is_failed_retried_once_and_uses_no_b
     wait_stale()  # the retry is lost too: it is failed, and not retried again
     assert studies.fail_stale_trials(study) == (retry.number,)
     assert not [t for t in study.trials if t.state.name == "WAITING"]
-    asked, consumed = studies.study_budget(study)
+    asked, consumed = study_budget(study)
     assert (asked, consumed) == (4, 0)
 
 
@@ -126,7 +127,7 @@ def test_a_sweep_takes_over_the_budget_of_a_sweep_that_died_once(heartbeat_stora
     assert second.budget == 3 + 2  # its own, and what the dead sweep still owed
     assert third.budget == 3  # adopted already: never twice
     assert study.user_attrs[studies.ATTR_SWEEP_PREFIX + "first"]["adopted_by"] == "second"
-    assert studies.study_budget(study) == (9, 1)
+    assert study_budget(study) == (9, 1)
 
 
 def test_a_finished_sweep_is_not_recovered(heartbeat_storage):
@@ -139,7 +140,7 @@ def test_a_finished_sweep_is_not_recovered(heartbeat_storage):
     recovery = second.maintain()
     assert not recovery.describe()
     assert second.budget == CONFIG.n_trials
-    assert studies.study_budget(study) == (1 + CONFIG.n_trials, 1)
+    assert study_budget(study) == (1 + CONFIG.n_trials, 1)
 
 
 def test_telling_a_trial_that_was_failed_as_lost_says_so(heartbeat_storage):

@@ -188,7 +188,7 @@ def test_unknown_study_plot_is_refused():
 @pytest.fixture
 def parent_run(request):
     """A sweep parent run in the temporary store, and the trials' shared context."""
-    from flows import steps
+    from flows.sweep import steps
     from tracking import runs
     from tracking.store import connect, ensure_experiment, resolve_target
 
@@ -227,7 +227,7 @@ def prepared_from(features: pd.DataFrame, target: pd.Series):
 
 
 def test_log_plots_puts_model_and_study_plots_on_the_parent_run(fitted, parent_run):
-    from flows import steps
+    from flows.sweep import steps
 
     client, context = parent_run
     model, features, target = fitted
@@ -251,7 +251,7 @@ def test_log_plots_puts_model_and_study_plots_on_the_parent_run(fitted, parent_r
 
 
 def test_log_plots_reports_what_it_skipped(fitted, parent_run):
-    from flows import steps
+    from flows.sweep import steps
 
     _, context = parent_run
     model, features, target = fitted
@@ -266,7 +266,7 @@ def test_log_plots_reports_what_it_skipped(fitted, parent_run):
 
 
 def test_summary_markdown_embeds_key_plots_and_links_the_rest():
-    from flows.report import plots_markdown
+    from flows.sweep.report import plots_markdown
     from tracking.plots import PlotReport, plot_links
     from tracking.store import TrackingTarget
 

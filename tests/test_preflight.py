@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
+import studies
 from churnml.config import ConfigError, SweepConfig
-from flows import preflight, runners, studies
+from flows import preflight, runners
 from tracking.store import TrackingTarget
 
 SECRET = "pa55word"
@@ -181,7 +182,7 @@ def test_heartbeat_settings_must_be_whole_seconds(monkeypatch):
 def test_the_command_line_refuses_before_prefect_starts_in_one_line(tmp_path, monkeypatch):
     from typer.testing import CliRunner
 
-    from flows.cli import app
+    from cli.main import app
 
     monkeypatch.setenv("OPTUNA_STORAGE", f"sqlite:///{tmp_path / 'optuna.db'}")
     result = CliRunner().invoke(
@@ -195,7 +196,7 @@ def test_the_command_line_refuses_before_prefect_starts_in_one_line(tmp_path, mo
 @pytest.mark.slow
 @pytest.mark.usefixtures("prefect_harness")
 def test_the_flow_refuses_at_its_start_before_any_run_exists(tmp_path, monkeypatch):
-    from flows.sweep import sweep
+    from flows.sweep.flow import sweep
     from tracking.store import connect
 
     monkeypatch.setenv("OPTUNA_STORAGE", f"sqlite:///{tmp_path / 'optuna.db'}")

@@ -26,9 +26,9 @@ from churnml.data import file_sha256, generate_bank_churn, validate_frame
 from churnml.model import build_pipeline, fit_quietly
 from churnml.promotion import KEPT, PROMOTED, REFUSED, PromoteConfig
 from churnml.scoring import PROBABILITY_COLUMN, VERSION_COLUMN
-from flows import cli
-from flows.promote import promote
-from flows.registry_steps import read_history
+from cli import common as cli
+from flows.promote.flow import promote
+from flows.promote.steps import read_history
 from tests.servers import BIN, free_port, start, stop, wait_for_http
 from tracking import promotion, registry, runs, versions
 from tracking.model_files import save_model_file
@@ -117,7 +117,7 @@ def server(server_process, prefect_harness) -> Iterator[tuple[str, Path]]:
 
 @pytest.fixture(scope="module")
 def two_versions(server):
-    from flows.sweep import sweep
+    from flows.sweep.flow import sweep
 
     weak = sweep(config=sweep_config(1, WEAK))
     strong = sweep(config=sweep_config(2, STRONG))
@@ -202,7 +202,7 @@ def test_a_challenger_short_of_the_margin_is_kept(two_versions):
 def test_a_better_challenger_is_promoted(two_versions, wide_console, monkeypatch):
     import prefect.events
 
-    from flows.sweep import CHAMPION_EVENT
+    from flows.events import CHAMPION_EVENT
 
     emitted = []
     monkeypatch.setattr(prefect.events, "emit_event", lambda **event: emitted.append(event))

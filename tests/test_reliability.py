@@ -17,12 +17,14 @@ import optuna
 import pytest
 import yaml
 
+import studies
 from churnml.config import DataConfig, SweepConfig
 from churnml.evaluate import CVResult
-from flows import steps, studies
-from flows.sweep import sweep
+from flows.sweep import steps, trial_steps
+from flows.sweep.flow import sweep
 from tests.servers import BIN, REPO
-from tracking import runs
+from tests.study_checks import study_budget
+from tracking import runs, tags
 from tracking.store import connect, mlruns_dir
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]
@@ -41,7 +43,7 @@ def child_runs(experiment: str) -> list:
     if found is None:
         return []
     return client.search_runs(
-        [found.experiment_id], filter_string=f"tags.`{runs.TAG_KIND}` = 'trial'"
+        [found.experiment_id], filter_string=f"tags.`{tags.TAG_KIND}` = 'trial'"
     )
 
 
@@ -80,7 +82,7 @@ def cli_env() -> dict[str, str]:
 
 
 def study_name(experiment: str) -> str:
-    (parent,) = {run.data.tags[runs.TAG_STUDY] for run in child_runs(experiment)}
+    (parent,) = {run.data.tags[tags.TAG_STUDY] for run in child_runs(experiment)}
     return parent
 
 
@@ -124,21 +126,21 @@ def test_kill_9_mid_trial_then_rerun_finishes_the_budget_exactly(tmp_path, cli_e
         assert states[number].user_attrs[studies.ATTR_REAPED] is True
     retries = [t for t in study.trials if studies.ATTR_RETRY_OF in t.user_attrs]
     assert sorted(t.user_attrs[studies.ATTR_RETRY_OF] for t in retries) == sorted(zombies)
-    asked, consumed = studies.study_budget(study)
+    asked, consumed = study_budget(study)
     assert asked == consumed == 2 * trials
 
     children = child_runs(experiment)
-    numbers = [int(run.data.tags[runs.TAG_TRIAL]) for run in children]
+    numbers = [int(run.data.tags[tags.TAG_TRIAL]) for run in children]
     assert len(numbers) == len(set(numbers)), "a trial got two child runs"
     assert not [run for run in children if run.info.status == "RUNNING"]
     for run in children:
-        if int(run.data.tags[runs.TAG_TRIAL]) in zombies:
+        if int(run.data.tags[tags.TAG_TRIAL]) in zombies:
             assert run.info.status == "KILLED"
     client = connect()
     assert len(client.search_model_versions(f"name = '{experiment}-model'")) == 1
     parents = client.search_runs(
         [client.get_experiment_by_name(experiment).experiment_id],
-        filter_string=f"tags.`{runs.TAG_KIND}` = 'sweep'",
+        filter_string=f"tags.`{tags.TAG_KIND}` = 'sweep'",
     )
     assert sorted(run.info.status for run in parents) == ["FINISHED", "KILLED"]
     (finished,) = [run for run in parents if run.info.status == "FINISHED"]
@@ -168,7 +170,7 @@ def test_two_sweeps_on_one_study_at_once_lose_nothing(tmp_path, cli_env):
     assert len(numbers) == len(set(numbers)) == 2 * trials
     assert all(t.state.name in {"COMPLETE", "PRUNED"} for t in study.trials)
     children = child_runs(experiment)
-    assert sorted(int(run.data.tags[runs.TAG_TRIAL]) for run in children) == sorted(numbers)
+    assert sorted(int(run.data.tags[tags.TAG_TRIAL]) for run in children) == sorted(numbers)
     assert all(run.info.status == "FINISHED" for run in children)
 
 
@@ -189,7 +191,7 @@ def small(experiment: str, **overrides) -> SweepConfig:
 
 
 def test_a_retried_trial_reuses_its_mlflow_run(monkeypatch):
-    real = steps.score_trial
+    real = trial_steps.score_trial
     attempts: dict[int, int] = {}
 
     def flaky(trial, *args, **kwargs):
@@ -198,17 +200,17 @@ def test_a_retried_trial_reuses_its_mlflow_run(monkeypatch):
             raise ConnectionError("tracking server hiccup")
         return real(trial, *args, **kwargs)
 
-    monkeypatch.setattr(steps, "score_trial", flaky)
+    monkeypatch.setattr(trial_steps, "score_trial", flaky)
     summary = sweep(config=small("retried"))
     assert attempts[1] == 2
     assert summary.trials_complete == 3 and summary.trials_failed == 0
     children = child_runs("retried")
-    assert sorted(int(run.data.tags[runs.TAG_TRIAL]) for run in children) == [0, 1, 2]
+    assert sorted(int(run.data.tags[tags.TAG_TRIAL]) for run in children) == [0, 1, 2]
     assert all(run.info.status == "FINISHED" for run in children)
 
 
 def test_a_nan_score_is_a_failed_trial(monkeypatch):
-    real = steps.score_trial
+    real = trial_steps.score_trial
 
     def nan_for_trial_2(trial, *args, **kwargs):
         result = real(trial, *args, **kwargs)
@@ -216,30 +218,29 @@ def test_a_nan_score_is_a_failed_trial(monkeypatch):
             return CVResult(fold_scores=result.fold_scores, mean_auc=float("nan"), fit_seconds=0.1)
         return result
 
-    monkeypatch.setattr(steps, "score_trial", nan_for_trial_2)
+    monkeypatch.setattr(trial_steps, "score_trial", nan_for_trial_2)
     state = sweep(config=small("nan-score"), return_state=True)
     assert state.is_completed() and "1 of 3 trials failed" in state.message
     summary = state.result()
     assert summary.trials_failed == 1
     study = study_of(summary.study_name)
     assert study.trials[2].state.name == "FAIL"
-    (failed,) = [r for r in child_runs("nan-score") if r.data.tags[runs.TAG_TRIAL] == "2"]
+    (failed,) = [r for r in child_runs("nan-score") if r.data.tags[tags.TAG_TRIAL] == "2"]
     assert failed.info.status == "FAILED"
-    assert "not finite" in failed.data.tags[runs.TAG_ERROR]
+    assert "not finite" in failed.data.tags[tags.TAG_ERROR]
 
 
 def test_a_trial_lost_before_its_run_was_made_gets_a_killed_child_run():
-    from flows.sweep import _close_recovered
     from tracking.store import ensure_experiment, resolve_target
 
     target = resolve_target()
     client = connect(target)
     experiment_id = ensure_experiment(client, "lost-before-run", target)
     dead_sweep = runs.start_sweep_run(
-        client, experiment_id, run_name="dead", params={}, tags={runs.TAG_STUDY: "lost"}
+        client, experiment_id, run_name="dead", params={}, tags={tags.TAG_STUDY: "lost"}
     )
     ours = runs.start_sweep_run(
-        client, experiment_id, run_name="ours", params={}, tags={runs.TAG_STUDY: "lost"}
+        client, experiment_id, run_name="ours", params={}, tags={tags.TAG_STUDY: "lost"}
     )
     study = optuna.create_study(study_name="lost", direction="maximize")
     trial = study.ask()  # asked by the dead sweep, which died before making the child run
@@ -256,15 +257,15 @@ def test_a_trial_lost_before_its_run_was_made_gets_a_killed_child_run():
         seed=0,
     )
     recovery = studies.Recovery(dead_sweeps=(dead_sweep,), reaped_trials=(trial.number,))
-    _close_recovered(client, context, recovery, study)
-    _close_recovered(client, context, recovery, study)  # noticed twice: still one run
+    steps.close_recovered(context, recovery, study)
+    steps.close_recovered(context, recovery, study)  # noticed twice: still one run
 
     (child,) = client.search_runs(
-        [experiment_id], filter_string=f"tags.`{runs.TAG_KIND}` = 'trial'"
+        [experiment_id], filter_string=f"tags.`{tags.TAG_KIND}` = 'trial'"
     )
     assert child.info.status == "KILLED"
     assert child.data.tags["mlflow.parentRunId"] == dead_sweep
-    assert child.data.tags[runs.TAG_TRIAL] == str(trial.number)
+    assert child.data.tags[tags.TAG_TRIAL] == str(trial.number)
     assert child.data.params == {"k": str(trial.params["k"]), "max_depth": "None"}
-    assert "lost before its run was made" in child.data.tags[runs.TAG_ERROR]
+    assert "lost before its run was made" in child.data.tags[tags.TAG_ERROR]
     assert client.get_run(dead_sweep).info.status == "KILLED"

@@ -11,11 +11,11 @@ import pytest
 from mlflow.exceptions import MlflowException
 from sklearn.linear_model import LogisticRegression
 
+import studies
 import tracking.store  # noqa: F401 - importing it switches MLflow's pickle loading off
 from churnml.config import ConfigError, DataConfig, SweepConfig
 from churnml.data import generate_bank_churn, validate_frame
 from churnml.model import build_pipeline, fit_quietly
-from flows import studies
 from tracking.model_files import load_model_file, save_model_file
 from tracking.store import connect, mask_uri
 
@@ -82,7 +82,7 @@ def test_a_second_writer_process_on_a_sqlite_study_is_refused(tmp_path, monkeypa
 @pytest.mark.slow
 @pytest.mark.usefixtures("prefect_harness")
 def test_no_secret_reaches_logs_mlflow_or_prefect(postgres_storage, monkeypatch, caplog):
-    from flows.sweep import sweep
+    from flows.sweep.flow import sweep
     from tests.test_sweep_flow import read_artifacts
 
     monkeypatch.setenv("OPTUNA_STORAGE", postgres_storage)

@@ -11,9 +11,9 @@ from churnml import prepare
 from churnml.config import DataConfig, SweepConfig
 from churnml.data import file_sha256, frame_digest
 from churnml.model import build_pipeline, fit_quietly
-from flows import steps
-from flows.sweep import SweepFailedError, SweepSummary, sweep
-from tracking import registry, runs
+from flows.sweep import steps, trial_steps
+from flows.sweep.flow import SweepFailedError, SweepSummary, sweep
+from tracking import registry, tags
 from tracking.model_files import load_model_file
 from tracking.store import client_for, connect, mlruns_dir, resolve_target
 
@@ -63,7 +63,7 @@ def test_parent_and_child_runs(first_sweep):
     client = connect()
     parent = client.get_run(summary.parent_run_id)
     assert parent.info.status == "FINISHED"
-    assert parent.data.tags[runs.TAG_FLOW_RUN] == summary.flow_run_id
+    assert parent.data.tags[tags.TAG_FLOW_RUN] == summary.flow_run_id
     assert parent.data.metrics["best_cv_auc"] == pytest.approx(summary.best_cv_auc)
     assert "holdout_roc_auc" in parent.data.metrics
     assert parent.data.params["best_k"] == str(summary.best_params["k"])
@@ -78,10 +78,10 @@ def test_parent_and_child_runs(first_sweep):
     ]
     for child in children:
         assert child.info.status in {"FINISHED", "KILLED"}
-        tags = child.data.tags
-        assert tags[runs.TAG_STUDY] == summary.study_name
-        assert tags[runs.TAG_FLOW_RUN] == summary.flow_run_id
-        assert tags[runs.TAG_TASK_RUN]
+        child_tags = child.data.tags
+        assert child_tags[tags.TAG_STUDY] == summary.study_name
+        assert child_tags[tags.TAG_FLOW_RUN] == summary.flow_run_id
+        assert child_tags[tags.TAG_TASK_RUN]
         assert 1 <= int(child.data.params["k"]) <= 13
         history = client.get_metric_history(child.info.run_id, "fold_auc")
         assert [m.step for m in history] == list(range(len(history)))
@@ -173,7 +173,7 @@ def test_second_sweep_resumes_the_study(first_sweep, second_sweep):
     assert second_sweep.study_note.startswith("resumed study")
     assert second_sweep.study_trials == config.n_trials + 2
     client = connect()
-    numbers = sorted(int(r.data.tags[runs.TAG_TRIAL]) for r in children_of(client, second_sweep))
+    numbers = sorted(int(r.data.tags[tags.TAG_TRIAL]) for r in children_of(client, second_sweep))
     assert numbers == [config.n_trials, config.n_trials + 1]
     # The best model considers every trial of the study, the first sweep's included.
     assert second_sweep.best_cv_auc >= first.best_cv_auc
@@ -191,21 +191,21 @@ def test_changed_data_starts_a_new_study_warm_started_from_the_champion(first_sw
     assert "changed since study " + first.study_name in third.study_note
     assert f"warm-started with the champion's params (v{first.model_version})" in third.study_note
     client = connect()
-    by_number = {int(r.data.tags[runs.TAG_TRIAL]): r for r in children_of(client, third)}
+    by_number = {int(r.data.tags[tags.TAG_TRIAL]): r for r in children_of(client, third)}
     seeded = by_number[0].data.params
     for key, value in first.best_params.items():
         assert seeded[key] == str(value)
 
 
 def test_a_failing_trial_is_recorded_and_the_sweep_goes_on(monkeypatch):
-    real = steps.score_trial
+    real = trial_steps.score_trial
 
     def flaky(trial, *args, **kwargs):
         if trial.number == 1:
             raise ValueError("boom in trial 1")
         return real(trial, *args, **kwargs)
 
-    monkeypatch.setattr(steps, "score_trial", flaky)
+    monkeypatch.setattr(trial_steps, "score_trial", flaky)
     config = small_config("e2e-failing", n_trials=4, pruner="none")
     state = sweep(config=config, return_state=True)
     assert state.is_completed()
@@ -216,7 +216,7 @@ def test_a_failing_trial_is_recorded_and_the_sweep_goes_on(monkeypatch):
     client = client_for(resolve_target())
     by_name = {r.info.run_name: r for r in children_of(client, summary)}
     assert by_name["trial-001"].info.status == "FAILED"
-    assert "boom in trial 1" in by_name["trial-001"].data.tags[runs.TAG_ERROR]
+    assert "boom in trial 1" in by_name["trial-001"].data.tags[tags.TAG_ERROR]
     study = optuna.load_study(
         study_name=summary.study_name,
         storage=optuna.storages.JournalStorage(
@@ -232,7 +232,7 @@ def test_the_flow_fails_when_no_trial_completes(monkeypatch):
     def broken(*args, **kwargs):
         raise ValueError("every trial breaks")
 
-    monkeypatch.setattr(steps, "score_trial", broken)
+    monkeypatch.setattr(trial_steps, "score_trial", broken)
     config = small_config("e2e-broken", n_trials=2)
     state = sweep(config=config, return_state=True)
     assert state.is_failed()
@@ -241,7 +241,7 @@ def test_the_flow_fails_when_no_trial_completes(monkeypatch):
     client = connect()
     experiment = client.get_experiment_by_name("e2e-broken")
     parents = client.search_runs(
-        [experiment.experiment_id], filter_string=f"tags.`{runs.TAG_KIND}` = 'sweep'"
+        [experiment.experiment_id], filter_string=f"tags.`{tags.TAG_KIND}` = 'sweep'"
     )
     assert [p.info.status for p in parents] == ["FAILED"]
 

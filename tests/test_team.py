@@ -22,7 +22,7 @@ import optuna
 import pytest
 from mlflow import MlflowClient
 
-from flows import studies
+import studies
 from tests.servers import (
     BIN,
     POSTGRES_PASSWORD,
@@ -36,9 +36,10 @@ from tests.servers import (
     start,
     stop,
 )
+from tests.study_checks import study_budget
 from tests.test_deployments import Api as DeploymentsApi
 from tests.test_deployments import prefect
-from tracking import runs
+from tracking import tags
 
 pytestmark = pytest.mark.slow
 
@@ -152,14 +153,14 @@ def runs_of(client: MlflowClient, experiment: str, kind: str, flow_run: str | No
     found = client.get_experiment_by_name(experiment)
     if found is None:
         return []
-    query = f"tags.`{runs.TAG_KIND}` = '{kind}'"
+    query = f"tags.`{tags.TAG_KIND}` = '{kind}'"
     if flow_run:
-        query += f" and tags.`{runs.TAG_FLOW_RUN}` = '{flow_run}'"
+        query += f" and tags.`{tags.TAG_FLOW_RUN}` = '{flow_run}'"
     return client.search_runs([found.experiment_id], filter_string=query)
 
 
 def study_of(client: MlflowClient, experiment: str, storage: str) -> optuna.Study:
-    (name,) = {run.data.tags[runs.TAG_STUDY] for run in runs_of(client, experiment, "sweep")}
+    (name,) = {run.data.tags[tags.TAG_STUDY] for run in runs_of(client, experiment, "sweep")}
     return optuna.load_study(study_name=name, storage=storage)
 
 
@@ -182,13 +183,13 @@ def test_two_workers_on_one_pool_share_a_postgres_study_and_meet_its_budget(
     parents = runs_of(client, "team", "sweep")
     assert sorted(run.info.status for run in parents) == ["FINISHED", "FINISHED"]
     study = study_of(client, "team", postgres_storage)
-    assert studies.study_budget(study) == (5, 5)
+    assert study_budget(study) == (5, 5)
     numbers = [t.number for t in study.trials]
     assert sorted(numbers) == [0, 1, 2, 3, 4]
     assert all(t.state.name == "COMPLETE" for t in study.trials)
 
     children = runs_of(client, "team", "trial")
-    assert sorted(int(run.data.tags[runs.TAG_TRIAL]) for run in children) == numbers
+    assert sorted(int(run.data.tags[tags.TAG_TRIAL]) for run in children) == numbers
     assert all(run.info.status == "FINISHED" for run in children)
     per_sweep = sorted(
         sum(1 for c in children if c.data.tags["mlflow.parentRunId"] == p.info.run_id)
@@ -218,15 +219,15 @@ def test_a_sweep_on_a_dask_local_cluster_runs_its_trials_on_the_workers(
     children = runs_of(client, "team-dask", "trial")
     assert len(children) == 4
     assert all(run.info.status == "FINISHED" for run in children)
-    workers_seen = {run.data.tags[runs.TAG_WORKER] for run in children}
+    workers_seen = {run.data.tags[tags.TAG_WORKER] for run in children}
     assert all(" dask tcp://" in worker for worker in workers_seen), workers_seen
     pids = {int(worker.split()[0].rsplit(":", 1)[1]) for worker in workers_seen}
     assert process.pid not in pids, "a trial ran in the flow's own process"
     assert len(pids) == 2, f"expected both Dask workers to run trials: {workers_seen}"
-    assert studies.study_budget(study_of(client, "team-dask", postgres_storage)) == (4, 4)
+    assert study_budget(study_of(client, "team-dask", postgres_storage)) == (4, 4)
     # The preflight said where everything is, without the database password.
     (parent,) = runs_of(client, "team-dask", "sweep")
-    logs = Api(services.prefect_env).log_text(parent.data.tags[runs.TAG_FLOW_RUN])
+    logs = Api(services.prefect_env).log_text(parent.data.tags[tags.TAG_FLOW_RUN])
     assert "trials run on: Dask LocalCluster started for this sweep (2 workers)" in logs
     assert "Optuna study storage: postgresql+psycopg://postgres:***@127.0.0.1" in logs
     assert f"MLflow tracking: {services.mlflow_uri}" in logs
@@ -259,7 +260,7 @@ def test_a_worker_killed_mid_trial_its_trials_are_failed_by_the_heartbeat_and_re
             time.sleep(0.2)
         else:
             pytest.fail("never saw the victim with a finished and a running trial at once")
-        host_pid = trials[0].data.tags[runs.TAG_WORKER].split()[0]
+        host_pid = trials[0].data.tags[tags.TAG_WORKER].split()[0]
         flow_pid = int(host_pid.rsplit(":", 1)[1])
         stat = Path(f"/proc/{flow_pid}/stat").read_text()
         worker_pid = int(stat.rpartition(")")[2].split()[1])
@@ -290,17 +291,17 @@ def test_a_worker_killed_mid_trial_its_trials_are_failed_by_the_heartbeat_and_re
         assert retry.system_attrs[studies.OPTUNA_FAILED_TRIAL] == number
         assert retry.state.name == "COMPLETE"
         assert retry.params == failed.params
-    assert studies.study_budget(study) == (11, 11)
+    assert study_budget(study) == (11, 11)
 
     children = runs_of(client, experiment, "trial")
-    numbers = [int(run.data.tags[runs.TAG_TRIAL]) for run in children]
+    numbers = [int(run.data.tags[tags.TAG_TRIAL]) for run in children]
     assert sorted(numbers) == sorted(trials), "every trial has exactly one child run"
     assert not [run for run in children if run.info.status == "RUNNING"]
     for run in children:
-        if int(run.data.tags[runs.TAG_TRIAL]) in zombies:
+        if int(run.data.tags[tags.TAG_TRIAL]) in zombies:
             assert run.info.status == "KILLED"
     parents = {
-        run.data.tags[runs.TAG_FLOW_RUN]: run for run in runs_of(client, experiment, "sweep")
+        run.data.tags[tags.TAG_FLOW_RUN]: run for run in runs_of(client, experiment, "sweep")
     }
     assert parents[victim_id].info.status == "KILLED"
     story = " ".join(

@@ -25,18 +25,24 @@ from mlflow.exceptions import MlflowException
 from mlflow.utils.mlflow_tags import MLFLOW_RUN_NOTE
 
 from churnml.promotion import Decision
-from tracking.registry import CHAMPION, set_alias
-from tracking.runs import TAG_FLOW_RUN, TAG_KIND
+from tracking.registry import set_alias
 from tracking.store import TrackingTarget, ensure_experiment
+from tracking.tags import (
+    CHAMPION,
+    HISTORY_PREFIX,
+    TAG_CHECK_PREFIX,
+    TAG_ERROR,
+    TAG_FLOW_RUN,
+    TAG_KIND,
+    TAG_MODEL,
+    TAG_OUTCOME,
+    TAG_REASON,
+    VERSION_PREFIX,
+    tag_value,
+)
 
-#: Registered-model tags holding the audit history, one decision each.
-HISTORY_PREFIX = "sweepflow.history."
-#: Model-version tags describing the last decision about the version.
-VERSION_PREFIX = "promotion."
 #: Sweep-run param holding what rebuilds the sweep's holdout (see churnml.promotion).
 PARAM_HOLDOUT_SPEC = "holdout_spec"
-
-_MAX_TAG = 5000
 
 
 class PromotionConflictError(RuntimeError):
@@ -107,7 +113,7 @@ def record_decision(client: MlflowClient, target: TrackingTarget, decision: Deci
         key = f"{HISTORY_PREFIX}{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S%fZ}-{uuid.uuid4().hex[:6]}"
         client.set_registered_model_tag(decision.model_name, key, decision.to_json())
     except BaseException as error:
-        client.set_tag(run_id, "sweepflow.error", f"{type(error).__name__}: {error}"[:_MAX_TAG])
+        client.set_tag(run_id, TAG_ERROR, tag_value(f"{type(error).__name__}: {error}"))
         client.set_terminated(run_id, status="FAILED")
         raise
     client.set_terminated(run_id, status="FINISHED")
@@ -138,18 +144,18 @@ def _log_run(client: MlflowClient, run_id: str, decision: Decision) -> None:
             if value is not None and math.isfinite(float(value)):
                 metrics.append(Metric(f"{role}_{key}", float(value), now, 0))
     tags = {
-        "sweepflow.outcome": decision.outcome,
-        "sweepflow.reason": decision.reason,
-        "sweepflow.model": decision.model_name,
+        TAG_OUTCOME: decision.outcome,
+        TAG_REASON: decision.reason,
+        TAG_MODEL: decision.model_name,
         TAG_FLOW_RUN: decision.flow_run_id,
         MLFLOW_RUN_NOTE: _run_note(decision),
-        **{f"sweepflow.check.v{version}": text for version, text in decision.checks.items()},
+        **{f"{TAG_CHECK_PREFIX}{version}": text for version, text in decision.checks.items()},
     }
     client.log_batch(
         run_id,
         metrics=metrics,
-        params=[Param(k, str(v)[:_MAX_TAG]) for k, v in params.items() if v is not None],
-        tags=[RunTag(k, str(v)[:_MAX_TAG]) for k, v in tags.items() if v is not None],
+        params=[Param(k, tag_value(v)) for k, v in params.items() if v is not None],
+        tags=[RunTag(k, tag_value(v)) for k, v in tags.items() if v is not None],
     )
 
 
@@ -184,7 +190,7 @@ def _tag_versions(client: MlflowClient, decision: Decision) -> None:
         if text is not None:
             key = f"{VERSION_PREFIX}{name}"
             client.set_model_version_tag(
-                decision.model_name, decision.candidate, key, str(text)[:_MAX_TAG]
+                decision.model_name, decision.candidate, key, tag_value(text)
             )
     if decision.moved and decision.champion_before is not None:
         for key, text in (("replaced_by", decision.champion_after), ("replaced_at", decision.time)):

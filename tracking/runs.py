@@ -20,32 +20,24 @@ from mlflow.data.code_dataset_source import CodeDatasetSource
 from mlflow.entities import DatasetInput, InputTag, Metric, Param, RunTag
 from mlflow.utils.mlflow_tags import MLFLOW_GIT_COMMIT, MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NOTE
 
-#: Tag keys we set; one place so finding runs and writing them agree.
-TAG_KIND = "sweepflow.kind"
-TAG_STUDY = "sweepflow.study_name"
-TAG_TRIAL = "sweepflow.trial_number"
-TAG_TRIAL_STATE = "sweepflow.trial_state"
-TAG_FLOW_RUN = "prefect.flow_run_id"
-TAG_FLOW_RUN_URL = "prefect.flow_run_url"
-TAG_TASK_RUN = "prefect.task_run_id"
-TAG_DATA_DIGEST = "sweepflow.data_digest"
-TAG_ERROR = "sweepflow.error"
-#: Where a trial ran: host:pid, and the Dask worker's address on a Dask cluster.
-TAG_WORKER = "sweepflow.worker"
-
-MAX_PARAM_LENGTH = 6000
+from tracking.tags import (
+    TAG_DATA_DIGEST,
+    TAG_ERROR,
+    TAG_KIND,
+    TAG_STUDY,
+    TAG_TRIAL,
+    TAG_TRIAL_STATE,
+    param_value,
+    tag_value,
+)
 
 
 def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def _param_value(value: Any) -> str:
-    return str(value)[:MAX_PARAM_LENGTH]
-
-
 def _params(values: Mapping[str, Any]) -> list[Param]:
-    return [Param(key, _param_value(value)) for key, value in values.items()]
+    return [Param(key, param_value(value)) for key, value in values.items()]
 
 
 def _tags(values: Mapping[str, Any]) -> list[RunTag]:
@@ -228,7 +220,7 @@ def finish_trial_run(
     ]
     tags = {TAG_TRIAL_STATE: state}
     if error:
-        tags[TAG_ERROR] = error[:5000]
+        tags[TAG_ERROR] = tag_value(error)
     client.log_batch(run_id, metrics=batch, tags=_tags(tags))
     status = {"COMPLETE": "FINISHED", "PRUNED": "KILLED"}.get(state, "FAILED")
     client.set_terminated(run_id, status=status)
@@ -256,6 +248,6 @@ def mark_killed(
     status = client.get_run(run_id).info.status
     if status == "KILLED" or (status != "RUNNING" and not even_if_finished):
         return False  # already closed as killed (say, noticed by an earlier recovery)
-    client.set_tag(run_id, TAG_ERROR, reason[:5000])
+    client.set_tag(run_id, TAG_ERROR, tag_value(reason))
     client.set_terminated(run_id, status="KILLED")
     return True

@@ -16,19 +16,14 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import mlflow
 from filelock import FileLock
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-# Our processes never deserialize pickles through MLflow (model files go through skops).
-os.environ.setdefault("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "false")
-# Against a tracking server MLflow prints "View run ... at" to stdout for every run it ends,
-# from every parallel trial; the sweep's summary and logs give those links once.
-os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
-
+from sweepflow import settings
+from sweepflow.settings import mask_uri
 
 #: Query of MLflow UI links that selects its "Model training" navigation.
 ML_WORKFLOW = "?workflowType=machine_learning"
@@ -36,7 +31,7 @@ ML_WORKFLOW = "?workflowType=machine_learning"
 
 def mlruns_dir() -> Path:
     """The local store folder: ``$SWEEPFLOW_MLRUNS`` or ``./mlruns``, made absolute."""
-    return Path(os.environ.get("SWEEPFLOW_MLRUNS", "mlruns")).expanduser().resolve()
+    return settings.current().mlruns
 
 
 @dataclass(frozen=True)
@@ -96,13 +91,15 @@ def console_script(name: str) -> str:
 
 def resolve_target() -> TrackingTarget:
     """Read the environment; fall back to SQLite + artifacts under :func:`mlruns_dir`."""
-    env_uri = os.environ.get("MLFLOW_TRACKING_URI", "").strip()
-    if env_uri:
-        registry = os.environ.get("MLFLOW_REGISTRY_URI", "").strip() or env_uri
-        return TrackingTarget(tracking_uri=env_uri, registry_uri=registry, artifact_root=None)
-    folder = mlruns_dir()
+    found = settings.current()
+    if found.mlflow_tracking_uri:
+        registry = found.mlflow_registry_uri or found.mlflow_tracking_uri
+        return TrackingTarget(
+            tracking_uri=found.mlflow_tracking_uri, registry_uri=registry, artifact_root=None
+        )
+    folder = found.mlruns
     uri = f"sqlite:///{folder / 'mlflow.db'}"
-    registry = os.environ.get("MLFLOW_REGISTRY_URI", "").strip() or uri
+    registry = found.mlflow_registry_uri or uri
     return TrackingTarget(
         tracking_uri=uri, registry_uri=registry, artifact_root=(folder / "artifacts").as_uri()
     )
@@ -177,7 +174,28 @@ def _on_sqlite_connect(connection: Any, _record: Any) -> None:
         cursor.close()
 
 
+#: MLflow settings every process of ours runs with, whatever its environment said.
+PROCESS_MLFLOW_SETTINGS = {
+    # Our processes never deserialize pickles through MLflow (model files go through skops),
+    # even when the environment a command starts from allows it.
+    "MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "false",
+    # Against a tracking server MLflow prints "View run ... at" to stdout for every run it ends,
+    # from every parallel trial; the sweep's summary and logs give those links once.
+    "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
+}
+
+
+def guard_process() -> None:
+    """Apply :data:`PROCESS_MLFLOW_SETTINGS` to this process (MLflow reads them when used).
+
+    Called whenever a client is made, in every process that talks to MLflow: the command line,
+    a worker's flow run, a Dask worker's trial. Not on import.
+    """
+    os.environ.update(PROCESS_MLFLOW_SETTINGS)
+
+
 def _client(target: TrackingTarget) -> MlflowClient:
+    guard_process()
     client = MlflowClient(tracking_uri=target.tracking_uri, registry_uri=target.registry_uri)
     lock = store_lock(target)
     return client if lock is None else SerializedClient(client, lock)  # type: ignore[return-value]
@@ -193,6 +211,7 @@ def connect(target: TrackingTarget | None = None) -> MlflowClient:
     Creating the store here, once, before trials fan out, avoids the schema-migration race that a
     fresh SQLite store suffers when several writers open it at once.
     """
+    guard_process()
     target = target or resolve_target()
     if target.is_local_sqlite:
         database = Path(target.tracking_uri.removeprefix("sqlite:///"))
@@ -231,22 +250,6 @@ def ensure_experiment(client: MlflowClient, name: str, target: TrackingTarget) -
         if "RESOURCE_ALREADY_EXISTS" not in str(error.error_code):
             raise
         return client.get_experiment_by_name(name).experiment_id
-
-
-def mask_uri(uri: str) -> str:
-    """Hide the password (and any token) in a URI, e.g. ``postgresql://u:***@host/db``."""
-    try:
-        parts = urlsplit(uri)
-    except ValueError:
-        return "***"
-    if parts.password is None and not parts.username:
-        return uri
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    user = parts.username or ""
-    credentials = f"{user}:***@" if parts.password is not None else f"{user}@"
-    return urlunsplit((parts.scheme, credentials + host, parts.path, parts.query, parts.fragment))
 
 
 def client_for(target: TrackingTarget) -> MlflowClient:

@@ -36,11 +36,7 @@ from mlflow.models import Model
 
 from churnml.data import file_sha256
 from tracking.model_files import ModelFileError, load_model_file
-
-#: Model-version tags written by the sweep (standalone file) and at registration (artifact).
-TAG_SKOPS_PATH = "skops_path"
-TAG_SKOPS_SHA256 = "skops_sha256"
-TAG_ARTIFACT_SHA256 = "artifact_skops_sha256"
+from tracking.tags import TAG_ARTIFACT_SHA256, TAG_SKOPS_PATH, TAG_SKOPS_SHA256
 
 _PLAIN_FILE_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 

@@ -9,21 +9,19 @@ recorded as model-version tags, a registered-model history tag and an MLflow run
 markdown artifact. With ``to_version`` the flow rolls back: the person's choice replaces the
 metric rule, the file checks do not.
 
-Tasks are thin: each body is one call into ``flows.registry_steps``.
+Tasks are thin: each body is one call into ``steps.py``.
 """
 
 from __future__ import annotations
 
 from prefect import flow, get_run_logger, task
-from prefect.cache_policies import NONE
 from prefect.runtime import flow_run
 
 from churnml.promotion import Decision, PromoteConfig
-from flows import registry_steps as steps
+from flows.events import THIN, champion_payload, emit_champion
+from flows.promote import steps
 from tracking.store import TrackingTarget, resolve_target
 from tracking.versions import VersionRef
-
-THIN = {"cache_policy": NONE, "persist_result": False}
 
 
 @task(name="plan-promotion", **THIN)
@@ -67,9 +65,6 @@ def record_in_registry(decision: Decision, target: TrackingTarget) -> Decision:
 def record_in_prefect(decision: Decision) -> None:
     """The decision as a markdown artifact; a new champion also emits the champion event."""
     from prefect.artifacts import create_markdown_artifact
-    from prefect.events import emit_event
-
-    from flows.sweep import CHAMPION_EVENT
 
     create_markdown_artifact(
         steps.decision_markdown(decision),
@@ -77,22 +72,17 @@ def record_in_prefect(decision: Decision) -> None:
         description=f"{decision.action} v{decision.candidate}: {decision.outcome}",
     )
     if decision.moved:
-        emit_event(
-            event=CHAMPION_EVENT,
-            resource={
-                "prefect.resource.id": f"mlflow.model.{decision.model_name}",
-                "prefect.resource.name": decision.model_name,
-            },
-            payload={
-                "model_name": decision.model_name,
-                "version": decision.champion_after,
-                "previous_version": decision.champion_before,
+        emit_champion(
+            champion_payload(
+                model_name=decision.model_name,
+                version=decision.champion_after,
+                previous_version=decision.champion_before,
                 # What the new-champion webhook reports: ROC AUC on this decision's data.
-                "holdout_roc_auc": (decision.candidate_metrics or {}).get("roc_auc"),
-                "action": decision.action,
-                "reason": decision.reason,
-                "flow_run_id": decision.flow_run_id,
-            },
+                holdout_roc_auc=(decision.candidate_metrics or {}).get("roc_auc"),
+                action=decision.action,
+                reason=decision.reason,
+                flow_run_id=decision.flow_run_id,
+            )
         )
 
 

@@ -1,9 +1,9 @@
-"""``sweepflow promote``, ``rollback``, ``history`` and ``score``: the registry from the shell.
+"""``sweepflow promote``, ``rollback`` and ``history``: the registry from the shell.
 
-Registered on the ``sweepflow`` app at the end of ``flows/cli.py``. Prefect and MLflow are
-imported inside the commands, so ``sweepflow --help`` stays fast. Settings, files and the
-registry are checked before a flow starts: a problem is one line on stderr and exit code 2.
-A promotion refused because a model file failed its checks exits 1 (the refusal is recorded).
+Prefect and MLflow are imported inside the commands, so ``sweepflow --help`` stays fast.
+Settings, files and the registry are checked before a flow starts: a problem is one line on
+stderr and exit code 2. A promotion refused because a model file failed its checks exits 1 (the
+refusal is recorded).
 """
 
 from __future__ import annotations
@@ -16,12 +16,13 @@ import typer
 from churnml.config import ConfigError
 from churnml.data import DataValidationError
 from churnml.promotion import REFUSED, Decision, PromoteConfig, parse_promote_config
-from churnml.scoring import check_columns, parse_score_config, read_header
+from churnml.scoring import check_columns, read_header
+from cli import common
+from cli.common import EXIT_REFUSED, fail, one_line
 
 if TYPE_CHECKING:
-    from flows.registry_steps import History
+    from flows.promote.steps import History
 
-EXIT_REFUSED = 1
 DEFAULT_MODEL = PromoteConfig().model_name
 
 ModelName = Annotated[str, typer.Option(help="Registered model name.")]
@@ -39,39 +40,27 @@ Verbose = Annotated[
 ]
 
 
-def _cli() -> Any:
-    """``flows.cli`` (imported late: it imports this module at its end)."""
-    from flows import cli
-
-    return cli
-
-
-def _one_line(error: BaseException) -> str:
-    return " ".join(str(error).split())
-
-
-def _run(action: Any) -> Any:
+def run_reporting_failures(action: Any) -> Any:
     """Run ``action``, turning known failures into one-line errors with the right exit code."""
     from mlflow.exceptions import MlflowException
 
-    from flows.registry_steps import EvaluationDataError
+    from flows.promote.steps import EvaluationDataError
     from tracking.model_files import ModelFileError
     from tracking.promotion import PromotionConflictError
     from tracking.store import mask_uri, resolve_target
     from tracking.versions import VersionNotFoundError
 
-    fail = _cli().fail
     try:
         return action()
     except (ConfigError, DataValidationError, EvaluationDataError, VersionNotFoundError) as error:
-        raise fail(_one_line(error)) from None
+        raise fail(one_line(error)) from None
     except ModelFileError as error:
-        raise fail(_one_line(error), EXIT_REFUSED) from None
+        raise fail(one_line(error), EXIT_REFUSED) from None
     except PromotionConflictError as error:
-        raise fail(_one_line(error), EXIT_REFUSED) from None
+        raise fail(one_line(error), EXIT_REFUSED) from None
     except (MlflowException, OSError) as error:
         uri = mask_uri(resolve_target().tracking_uri)
-        raise fail(f"MLflow at {uri}: {_one_line(error)[:300]}") from None
+        raise fail(f"MLflow at {uri}: {one_line(error)[:300]}") from None
 
 
 # --------------------------------------------------------------------------- promote
@@ -131,32 +120,31 @@ def rollback(
 def _quiet_unless(verbose: bool) -> None:
     """Keep Prefect's INFO lines off the console, as ``sweepflow sweep`` does."""
     if not verbose:
-        _cli().quiet_console_logs()
+        common.quiet_console_logs()
 
 
 def _promote(raw: dict[str, Any], verbose: bool = False) -> None:
-    fail = _cli().fail
     try:
         config = parse_promote_config(raw)
     except ConfigError as error:
-        raise fail(_one_line(error)) from None
+        raise fail(one_line(error)) from None
     if config.data is not None:
         try:
             check_columns(read_header(config.data), str(config.data))
         except DataValidationError as error:
-            raise fail(_one_line(error)) from None
+            raise fail(one_line(error)) from None
 
     def run() -> Decision:
-        from flows.registry_steps import plan_promotion
+        from flows.promote.steps import plan_promotion
         from tracking.store import resolve_target
 
         plan_promotion(config, resolve_target())  # a missing model or version: before Prefect
-        from flows.promote import promote as promote_flow
+        from flows.promote.flow import promote as promote_flow
 
         _quiet_unless(verbose)
         return promote_flow(config=config)
 
-    decision = _run(run)
+    decision = run_reporting_failures(run)
     print_decision(decision)
     if decision.outcome == REFUSED:
         raise typer.Exit(EXIT_REFUSED)
@@ -195,7 +183,7 @@ def print_decision(decision: Decision) -> None:
     for note in decision.notes:
         table.add_row("note", note)
     table.add_row("recorded", f"MLflow run {decision.mlflow_run_id}; {decision.time}")
-    _cli().console.print(table)
+    common.console.print(table)
 
 
 # --------------------------------------------------------------------------- history
@@ -205,12 +193,12 @@ def history(model_name: ModelName = DEFAULT_MODEL) -> None:
     """Which version was champion, from when to when, and why; then every recorded decision."""
 
     def run() -> History:
-        from flows.registry_steps import read_history
+        from flows.promote.steps import read_history
         from tracking.store import resolve_target
 
         return read_history(model_name, resolve_target())
 
-    print_history(_run(run))
+    print_history(run_reporting_failures(run))
 
 
 def _when(text: str | None) -> str:
@@ -222,7 +210,6 @@ def print_history(found: History) -> None:
     """Two tables: the champion periods, and the decisions behind them."""
     from rich.table import Table
 
-    console = _cli().console
     periods = Table(title=f"{found.model_name}: champion periods (UTC)", title_justify="left")
     for column in ("version", "from", "to"):
         periods.add_column(column, no_wrap=True)
@@ -236,7 +223,7 @@ def print_history(found: History) -> None:
         )
     if not found.periods:
         periods.add_row("-", "-", "-", "no champion yet")
-    console.print(periods)
+    common.console.print(periods)
     decisions = Table(title="decisions (UTC)", title_justify="left")
     for column in ("time", "decision", "champion"):
         decisions.add_column(column, no_wrap=True)
@@ -250,63 +237,4 @@ def print_history(found: History) -> None:
         )
     if not found.decisions:
         decisions.add_row("-", "-", "-", "none recorded yet (sweepflow promote)")
-    console.print(decisions)
-
-
-# --------------------------------------------------------------------------- score
-
-
-def score(
-    data: Annotated[Path, typer.Option(help="CSV to score (bank-churn columns; others ignored).")],
-    out: Annotated[Path, typer.Option(help="CSV of predictions to write.")],
-    alias: Annotated[
-        str | None, typer.Option(help="Registry alias to score with. Default: champion.")
-    ] = None,
-    version: Annotated[int | None, typer.Option(help="Model version to score with.")] = None,
-    model_name: ModelName = DEFAULT_MODEL,
-    chunk_rows: Annotated[int, typer.Option(help="Rows read and scored at a time.")] = 50_000,
-    verbose: Verbose = False,
-) -> None:
-    """Write churn probabilities for every row of a CSV, with the model version used."""
-    fail = _cli().fail
-    try:
-        config = parse_score_config(
-            {
-                "data": data,
-                "out": out,
-                "alias": alias,
-                "version": version,
-                "model_name": model_name,
-                "chunk_rows": chunk_rows,
-            }
-        )
-        check_columns(read_header(config.data), str(config.data))
-    except (ConfigError, DataValidationError) as error:
-        raise fail(_one_line(error)) from None
-
-    def run() -> Any:
-        from flows.registry_steps import resolve_for_scoring
-        from tracking.store import resolve_target
-
-        ref = resolve_for_scoring(config, resolve_target())  # before Prefect starts
-        from flows.score import score as score_flow
-
-        _quiet_unless(verbose)
-        return ref, score_flow(config=config)
-
-    ref, stats = _run(run)
-    extra = ""
-    if stats.unknown_categories:
-        extra = "; unseen categories scored: " + ", ".join(
-            f"{name} in {count} rows" for name, count in stats.unknown_categories.items()
-        )
-    via = "" if config.version is not None else f" ({config.selector})"
-    _cli().console.print(
-        f"scored {stats.rows} rows with {ref.label}{via} in {stats.chunks} "
-        f"chunk(s); wrote {stats.out}{extra}",
-        highlight=False,
-        soft_wrap=True,
-    )
-
-
-__all__ = ["history", "promote", "rollback", "score"]
+    common.console.print(decisions)

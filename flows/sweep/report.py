@@ -5,48 +5,126 @@ Plain functions over plain data, so they are tested without Prefect or MLflow.
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass, field
 from typing import Any
 
-from flows.steps import TrialOutcome
+from pydantic import BaseModel
+
+from churnml.model import feature_importances
+from flows.sweep.trial_steps import TrialContext, TrialResult
+from sweepflow import settings
+from sweepflow.settings import mask_uri
+from tracking.plots import PlotReport
 from tracking.store import console_script
 
 PREFECT_UI_DEFAULT = "http://127.0.0.1:4200"
 
 
-@dataclass(frozen=True)
-class TrialRecord:
-    """One trial as the sweep saw it end: COMPLETE, PRUNED or FAIL."""
+class SweepSummary(BaseModel):
+    """What a sweep found and where it put it; returned by the flow and printed by the CLI."""
 
-    number: int
-    state: str
-    value: float | None
-    params: dict[str, Any]
-    fold_scores: list[float] = field(default_factory=list)
-    fit_seconds: float = 0.0
-    run_id: str | None = None
-    error: str | None = None
+    study_name: str
+    study_note: str
+    study_trials: int
+    experiment_name: str
+    experiment_id: str
+    parent_run_id: str
+    flow_run_id: str | None
+    data_source: str
+    data_digest: str
+    data_rows: int
+    trials_complete: int
+    trials_pruned: int
+    trials_failed: int
+    best_trial: int
+    best_cv_auc: float
+    best_params: dict[str, Any]
+    holdout: dict[str, float]
+    selected_features: list[str]
+    model_name: str
+    model_version: str
+    model_aliases: list[str]
+    model_uri: str
+    skops_path: str
+    skops_sha256: str
+    tracking_uri: str
+    mlflow_ui_command: str
+    mlflow_run_url: str
+    mlflow_model_url: str
+    prefect_ui_hint: str
+    plots: PlotReport | None = None
 
-    @classmethod
-    def from_outcome(cls, outcome: TrialOutcome) -> TrialRecord:
-        return cls(
-            number=outcome.number,
-            state=outcome.state,
-            value=outcome.value,
-            params=outcome.params,
-            fold_scores=outcome.fold_scores,
-            fit_seconds=outcome.fit_seconds,
-            run_id=outcome.run_id,
-        )
+
+def summarize(
+    *,
+    context: TrialContext,
+    experiment_name: str,
+    data: Any,
+    plan: Any,
+    study: Any,
+    results: list[TrialResult],
+    best: Any,
+    holdout: dict[str, float],
+    model: Any,
+    version: Any,
+    skops_file: Any,
+    sha256: str,
+    plots: PlotReport | None,
+) -> SweepSummary:
+    """The sweep's :class:`SweepSummary` from what its steps returned."""
+    complete = sum(1 for r in results if r.state == "COMPLETE")
+    failed = sum(1 for r in results if r.state == "FAIL")
+    target = context.target
+    return SweepSummary(
+        study_name=context.study_name,
+        study_note=plan.note,
+        study_trials=len(study.trials),
+        experiment_name=experiment_name,
+        experiment_id=context.experiment_id,
+        parent_run_id=context.parent_run_id,
+        flow_run_id=context.flow_run_id,
+        data_source=data.source,
+        data_digest=data.digest,
+        data_rows=data.rows,
+        trials_complete=complete,
+        trials_pruned=len(results) - complete - failed,
+        trials_failed=failed,
+        best_trial=best.number,
+        best_cv_auc=best.value,
+        best_params=best.params,
+        holdout=holdout,
+        selected_features=list(feature_importances(model)),
+        model_name=version.name,
+        model_version=version.version,
+        model_aliases=list(version.aliases),
+        model_uri=version.model_uri,
+        skops_path=str(skops_file),
+        skops_sha256=sha256,
+        tracking_uri=mask_uri(target.tracking_uri),
+        mlflow_ui_command=target.ui_command,
+        mlflow_run_url=target.run_url(context.experiment_id, context.parent_run_id),
+        mlflow_model_url=target.model_version_url(version.name, version.version),
+        prefect_ui_hint=prefect_ui_hint(context.flow_run_id),
+        plots=plots,
+    )
 
 
-def study_records(study: Any) -> list[TrialRecord]:
+def completion_message(summary: SweepSummary) -> str | None:
+    """The flow's final message when trials failed (it still completes), else None."""
+    if not summary.trials_failed:
+        return None
+    done = summary.trials_complete + summary.trials_pruned + summary.trials_failed
+    return (
+        f"{summary.trials_failed} of {done} trials failed; best of the "
+        f"{summary.trials_complete} completed registered as v{summary.model_version}"
+    )
+
+
+def study_records(study: Any) -> list[TrialResult]:
     """The completed trials of an Optuna study (every sweep's) as records."""
     import optuna
 
     return [
-        TrialRecord(
+        TrialResult(
             number=t.number,
             state="COMPLETE",
             value=t.value,
@@ -78,7 +156,7 @@ def history_markdown(note: str, rows: list[dict[str, Any]], schedules: list[str]
     return "\n".join(lines)
 
 
-def leaderboard_rows(records: list[TrialRecord], top: int = 10) -> list[dict[str, Any]]:
+def leaderboard_rows(records: list[TrialResult], top: int = 10) -> list[dict[str, Any]]:
     """The best completed trials first, then a count of the rest, as table rows."""
     ranked = sorted((r for r in records if r.state == "COMPLETE"), key=lambda r: -(r.value or 0.0))[
         :top
@@ -97,8 +175,9 @@ def leaderboard_rows(records: list[TrialRecord], top: int = 10) -> list[dict[str
 
 def prefect_ui_hint(flow_run_id: str | None) -> str:
     """How to see this flow run in the Prefect UI."""
-    ui = os.environ.get("PREFECT_UI_URL") or ""
-    api = os.environ.get("PREFECT_API_URL") or ""
+    found = settings.current()
+    ui = found.prefect_ui_url or ""
+    api = found.prefect_api_url or ""
     if not ui and api:
         ui = api.removesuffix("/").removesuffix("/api")
     page = f"/runs/flow-run/{flow_run_id}" if flow_run_id else ""

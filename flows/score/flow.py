@@ -3,20 +3,18 @@ record in the Prefect run.
 
 The model is ``models:/<name>@champion`` unless an alias or a version is given; it is loaded
 only through our allowlisted skops loader, after its recorded sha256 is checked. Tasks are
-thin: each body is one call into ``flows.registry_steps``.
+thin: each body is one call into ``steps.py``.
 """
 
 from __future__ import annotations
 
 from prefect import flow, get_run_logger, task
-from prefect.cache_policies import NONE
 
 from churnml.scoring import ScoreConfig, ScoreStats
-from flows import registry_steps as steps
+from flows.events import THIN
+from flows.score import steps
 from tracking.store import TrackingTarget, resolve_target
 from tracking.versions import VersionRef
-
-THIN = {"cache_policy": NONE, "persist_result": False}
 
 
 @task(name="resolve-version", **THIN)

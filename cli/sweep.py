@@ -1,12 +1,8 @@
-"""The ``sweepflow`` command line.
-
-Configuration and data are checked here before Prefect starts, so a typo or a bad file costs a
-one-line message and exit code 2, not a server start and a traceback.
-"""
+"""``sweepflow sweep``: settings and data are checked here before Prefect starts, so a typo or
+a bad file costs a one-line message and exit code 2, not a server start and a traceback."""
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -14,7 +10,6 @@ from typing import Annotated, Any
 
 import typer
 import yaml
-from rich.console import Console
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -27,49 +22,8 @@ from rich.table import Table
 
 from churnml import prepare
 from churnml.config import ConfigError, SweepConfig, parse_config
-from churnml.data import DataValidationError, generate_bank_churn
-
-app = typer.Typer(
-    help="Hyperparameter sweeps for a bank-churn classifier: Prefect + Optuna + MLflow + skops.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
-console = Console()
-errors = Console(stderr=True)
-
-EXIT_BAD_INPUT = 2
-EXIT_SWEEP_FAILED = 1
-
-
-#: Seconds the temporary Prefect server may take to start. Prefect's own limit (20 s) is shorter
-#: than the first start on a fresh Prefect home takes on 2 cores (it creates and migrates its
-#: database first), and the flow died on a newcomer's first sweep.
-LOCAL_SERVER_START_SECONDS = "180"
-
-
-@app.callback()
-def _process_defaults() -> None:
-    """Prefect settings for this process and the temporary server it starts, set before
-    Prefect is imported; a value the user exported wins.
-
-    - the temporary server gets the time its first start takes (see above);
-    - its anonymous usage report is off: with no internet it only printed "database is locked"
-      tracebacks and "Failed to send telemetry" errors on the console.
-    """
-    import os
-
-    if not os.environ.get("PREFECT_API_URL"):
-        os.environ.setdefault(
-            "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", LOCAL_SERVER_START_SECONDS
-        )
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-
-
-def fail(message: str, code: int = EXIT_BAD_INPUT) -> typer.Exit:
-    """Print one line to stderr and return the exit to raise."""
-    errors.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    return typer.Exit(code)
+from churnml.data import DataValidationError
+from cli.common import EXIT_SWEEP_FAILED, console, errors, fail, quiet_console_logs
 
 
 def _read_config_file(path: Path) -> dict[str, Any]:
@@ -114,47 +68,10 @@ def check_backends(config: SweepConfig) -> None:
     Raises:
         ConfigError: the backends in the environment are unsafe for these settings.
     """
-    import os
-
     from flows import preflight
+    from sweepflow import settings
 
-    preflight.check_environment(config, prefect_api=os.environ.get("PREFECT_API_URL") or None)
-
-
-#: Loggers whose INFO lines are for --verbose: Prefect's task-run chatter, MLflow's store set-up.
-CHATTY_LOGGERS = ("mlflow", "alembic")
-
-
-class _DropReported(logging.Filter):
-    """Drops log records carrying an error the command line reports itself, in one line."""
-
-    def __init__(self, reported: tuple[type[BaseException], ...]) -> None:
-        super().__init__()
-        self.reported = reported
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        error = record.exc_info[1] if record.exc_info else None
-        return not isinstance(error, self.reported)
-
-
-def quiet_console_logs(reported: tuple[type[BaseException], ...] = ()) -> None:
-    """Keep Prefect's and MLflow's INFO logs off the console for the rest of this process.
-
-    Only the console is quietened: Prefect's loggers keep their level, so every flow and task
-    log still reaches the Prefect API and its UI. Warnings and errors always show, except the
-    traceback of an error in ``reported``, which the caller prints as one line. Not undone at
-    the end of the sweep: the temporary Prefect server is stopped (and says so) at exit.
-    """
-    from prefect.logging.handlers import PrefectConsoleHandler
-
-    # Prefect attaches its console handler to the root logger and to uvicorn/fastapi.
-    for name in (None, "uvicorn", "fastapi"):
-        for handler in logging.getLogger(name).handlers:
-            if isinstance(handler, PrefectConsoleHandler):
-                handler.setLevel(logging.WARNING)
-                handler.addFilter(_DropReported(reported))
-    for name in CHATTY_LOGGERS:
-        logging.getLogger(name).setLevel(logging.WARNING)
+    preflight.check_environment(config, prefect_api=settings.current().prefect_api_url)
 
 
 @contextmanager
@@ -194,7 +111,6 @@ def trial_progress(total: int, *, enabled: bool) -> Iterator[None]:
         bar.update(task, description="sweep done")
 
 
-@app.command()
 def sweep(
     data: Annotated[
         Path | None,
@@ -282,8 +198,8 @@ def sweep(
                 "dask_workers": dask_workers,
             },
         )
+        check_backends(settings)  # first: an unsafe setup is refused before any data is read
         prepared = check_data(settings)
-        check_backends(settings)
     except (ConfigError, DataValidationError) as error:
         raise fail(str(error)) from None
     console.print(
@@ -291,8 +207,8 @@ def sweep(
         f"{prepared.source}: {prepared.rows} rows, churn {prepared.churn_rate:.1%}",
         highlight=False,
     )
-    from flows.sweep import SweepFailedError
-    from flows.sweep import sweep as sweep_flow
+    from flows.sweep.flow import SweepFailedError
+    from flows.sweep.flow import sweep as sweep_flow
 
     if not verbose:
         quiet_console_logs(reported=(SweepFailedError,))
@@ -350,54 +266,3 @@ def print_summary(summary: Any) -> None:
         f"              then open {summary.mlflow_run_url}", highlight=False, soft_wrap=True
     )
     console.print(f"  Prefect UI: {summary.prefect_ui_hint}", highlight=False, soft_wrap=True)
-
-
-@app.command()
-def notifications(
-    webhook_url: Annotated[
-        str,
-        typer.Option(
-            envvar="SWEEPFLOW_WEBHOOK_URL",
-            help="URL that receives a JSON POST when a sweep fails or a model becomes champion.",
-            show_default=False,
-        ),
-    ],
-) -> None:
-    """Create (or replace) the Prefect automations that send sweepflow's webhooks.
-
-    Needs a running Prefect server (PREFECT_API_URL); the server sends the webhooks.
-    """
-    if not webhook_url.startswith(("http://", "https://")):
-        raise fail("--webhook-url must be an http:// or https:// URL")
-    from flows.notifications import setup_notifications
-
-    created = setup_notifications(webhook_url)
-    console.print(
-        f"webhook block {created.block_name!r}; automations: {', '.join(created.automations)}"
-    )
-
-
-@app.command("generate-data")
-def generate_data(
-    out: Annotated[Path, typer.Option(help="CSV file to write.")],
-    rows: Annotated[int, typer.Option(help="Number of rows.")] = 20_000,
-    seed: Annotated[int, typer.Option(help="Generator seed.")] = 0,
-) -> None:
-    """Write the built-in synthetic bank-churn data (Kaggle S4E1 schema) to a CSV file."""
-    frame = generate_bank_churn(rows, seed=seed)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    frame.to_csv(out, index=False)
-    console.print(f"wrote {len(frame)} rows to {out}")
-
-
-# Registry commands (flows/cli_registry.py): promote, rollback, history, score.
-from flows import cli_registry  # noqa: E402 - registered after `fail` and `console` exist
-
-app.command("promote")(cli_registry.promote)
-app.command("rollback")(cli_registry.rollback)
-app.command("history")(cli_registry.history)
-app.command("score")(cli_registry.score)
-
-
-if __name__ == "__main__":  # pragma: no cover - python -m flows.cli
-    app()

@@ -1,7 +1,7 @@
-"""Plain functions behind the sweep's tasks: glue between the ML core and ``tracking/``.
+"""One trial, as plain functions: score it, log it as a child run, say how it ended.
 
-Nothing here imports Prefect, so each step is tested by calling it directly; the flow module
-wraps them in thin tasks.
+Nothing here imports Prefect, so each step is tested by calling it directly; the ``trial`` task
+wraps :func:`execute_trial`.
 """
 
 from __future__ import annotations
@@ -16,13 +16,11 @@ from typing import Any
 
 import optuna
 
-from churnml import plots
 from churnml.evaluate import TrialScoreError
 from churnml.prepare import PreparedData
 from churnml.search import score_trial
 from flows.runtime import DataRef
-from tracking import plots as plot_store
-from tracking import runs
+from tracking import runs, tags
 from tracking.store import TrackingTarget, client_for
 
 
@@ -43,8 +41,9 @@ class TrialContext:
 
 
 @dataclass(frozen=True)
-class TrialOutcome:
-    """A trial that ran to an end the search can use: COMPLETE or PRUNED."""
+class TrialResult:
+    """One trial as the sweep saw it end: COMPLETE or PRUNED (from :func:`execute_trial`), or
+    FAIL (its task raised; ``error`` says why)."""
 
     number: int
     state: str
@@ -55,6 +54,7 @@ class TrialOutcome:
     run_id: str | None = None
     #: Where the trial ran (:func:`worker_name`).
     worker: str | None = None
+    error: str | None = None
 
 
 def execute_trial(
@@ -65,7 +65,7 @@ def execute_trial(
     *,
     task_run_id: str | None = None,
     attempt: int = 1,
-) -> TrialOutcome:
+) -> TrialResult:
     """Score one trial and log it as a child run of the sweep.
 
     A retry (``attempt > 1``) reuses the child run made by the first attempt. A trial whose
@@ -80,9 +80,9 @@ def execute_trial(
         number=trial.number,
         params=params,
         tags={
-            runs.TAG_FLOW_RUN: context.flow_run_id,
-            runs.TAG_TASK_RUN: task_run_id,
-            runs.TAG_WORKER: worker_name(),
+            tags.TAG_FLOW_RUN: context.flow_run_id,
+            tags.TAG_TASK_RUN: task_run_id,
+            tags.TAG_WORKER: worker_name(),
         },
         reuse_existing=attempt > 1,
     )
@@ -102,7 +102,7 @@ def execute_trial(
             metrics={"fit_seconds": elapsed},
             error=str(pruned),
         )
-        return TrialOutcome(
+        return TrialResult(
             number=trial.number,
             state="PRUNED",
             value=None,
@@ -141,7 +141,7 @@ def execute_trial(
         fold_scores=result.fold_scores,
         metrics={"cv_auc_mean": result.mean_auc, "fit_seconds": result.fit_seconds},
     )
-    return TrialOutcome(
+    return TrialResult(
         number=trial.number,
         state="COMPLETE",
         value=result.mean_auc,
@@ -185,33 +185,3 @@ def close_lost_trial_run(context: TrialContext, number: int, error: str) -> None
     )
     if run_id is not None and client.get_run(run_id).info.status == "RUNNING":
         runs.finish_trial_run(client, run_id, state="FAIL", fold_scores=[], metrics={}, error=error)
-
-
-def log_plots(
-    model: Any, study: optuna.Study, data: PreparedData, context: TrialContext
-) -> plot_store.PlotReport:
-    """Draw the best model's plots (on the holdout) and the study's, and log them on the
-    sweep's parent run, where the best model is logged too.
-
-    A model plot that cannot be drawn (say, a holdout of one class) is reported as skipped,
-    like a study plot with too few trials; errors of the tracking store propagate.
-    """
-    client = client_for(context.target)
-    skipped: dict[str, str] = {}
-    try:
-        model_figures = plots.model_figures(model, data.x_test, data.y_test)
-    except ValueError as error:
-        model_figures = {}
-        skipped |= {name: str(error) for name in plots.MODEL_PLOTS}
-    paths = plot_store.log_model_plots(client, context.parent_run_id, model_figures)
-    study_plots = plots.study_figures(study, seed=context.seed)
-    skipped |= study_plots.skipped
-    paths += plot_store.log_study_plots(
-        client, context.parent_run_id, study_plots, title=f"Optuna study {study.study_name}"
-    )
-    return plot_store.PlotReport(
-        links=plot_store.plot_links(
-            context.target, context.experiment_id, context.parent_run_id, paths
-        ),
-        skipped=skipped,
-    )

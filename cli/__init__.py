@@ -1,0 +1,1 @@
+"""The ``sweepflow`` command line (``cli/main.py``)."""

@@ -1,0 +1,5 @@
+"""``python -m cli``: the ``sweepflow`` command line."""
+
+from cli.main import app
+
+app()

@@ -1,0 +1,86 @@
+"""What every command shares: the consoles, one-line errors and exit codes, process defaults
+and a quiet console."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import typer
+from rich.console import Console
+
+console = Console()
+errors = Console(stderr=True)
+
+EXIT_BAD_INPUT = 2
+EXIT_SWEEP_FAILED = 1
+#: A promotion refused because a model file failed its checks (the refusal is recorded).
+EXIT_REFUSED = 1
+
+
+#: Seconds the temporary Prefect server may take to start. Prefect's own limit (20 s) is shorter
+#: than the first start on a fresh Prefect home takes on 2 cores (it creates and migrates its
+#: database first), and the flow died on a newcomer's first sweep.
+LOCAL_SERVER_START_SECONDS = "180"
+
+
+def process_defaults() -> None:
+    """Prefect settings for this process and the temporary server it starts, set before
+    Prefect is imported; a value the user exported wins.
+
+    - the temporary server gets the time its first start takes (see above);
+    - its anonymous usage report is off: with no internet it only printed "database is locked"
+      tracebacks and "Failed to send telemetry" errors on the console.
+    """
+    if not os.environ.get("PREFECT_API_URL"):
+        os.environ.setdefault(
+            "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", LOCAL_SERVER_START_SECONDS
+        )
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+
+def fail(message: str, code: int = EXIT_BAD_INPUT) -> typer.Exit:
+    """Print one line to stderr and return the exit to raise."""
+    errors.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
+def one_line(error: BaseException) -> str:
+    """An error's message on one line."""
+    return " ".join(str(error).split())
+
+
+#: Loggers whose INFO lines are for --verbose: Prefect's task-run chatter, MLflow's store set-up.
+CHATTY_LOGGERS = ("mlflow", "alembic")
+
+
+class _DropReported(logging.Filter):
+    """Drops log records carrying an error the command line reports itself, in one line."""
+
+    def __init__(self, reported: tuple[type[BaseException], ...]) -> None:
+        super().__init__()
+        self.reported = reported
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        return not isinstance(error, self.reported)
+
+
+def quiet_console_logs(reported: tuple[type[BaseException], ...] = ()) -> None:
+    """Keep Prefect's and MLflow's INFO logs off the console for the rest of this process.
+
+    Only the console is quietened: Prefect's loggers keep their level, so every flow and task
+    log still reaches the Prefect API and its UI. Warnings and errors always show, except the
+    traceback of an error in ``reported``, which the caller prints as one line. Not undone at
+    the end of the sweep: the temporary Prefect server is stopped (and says so) at exit.
+    """
+    from prefect.logging.handlers import PrefectConsoleHandler
+
+    # Prefect attaches its console handler to the root logger and to uvicorn/fastapi.
+    for name in (None, "uvicorn", "fastapi"):
+        for handler in logging.getLogger(name).handlers:
+            if isinstance(handler, PrefectConsoleHandler):
+                handler.setLevel(logging.WARNING)
+                handler.addFilter(_DropReported(reported))
+    for name in CHATTY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)

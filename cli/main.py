@@ -1,0 +1,43 @@
+"""The ``sweepflow`` command line: the app, and one module per command group.
+
+- ``cli/sweep.py``: ``sweep``;
+- ``cli/registry.py``: ``promote``, ``rollback``, ``history``;
+- ``cli/score.py``: ``score``;
+- ``serving/cli.py``: ``serve``;
+- ``cli/misc.py``: ``notifications``, ``generate-data``;
+- ``cli/common.py``: what they share (consoles, one-line errors, process defaults).
+"""
+
+from __future__ import annotations
+
+import typer
+
+from cli import misc, registry, score, sweep
+from cli.common import fail, process_defaults
+from sweepflow import settings
+
+app = typer.Typer(
+    help="Hyperparameter sweeps for a bank-churn classifier: Prefect + Optuna + MLflow + skops.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.callback()
+def _start() -> None:
+    """Before any command: Prefect's process defaults, and the environment checked once."""
+    process_defaults()
+    try:
+        settings.current()
+    except settings.SettingsError as error:
+        raise fail(str(error)) from None
+
+
+app.command()(sweep.sweep)
+app.command("promote")(registry.promote)
+app.command("rollback")(registry.rollback)
+app.command("history")(registry.history)
+app.command("score")(score.score)
+app.command("notifications")(misc.notifications)
+app.command("generate-data")(misc.generate_data)
