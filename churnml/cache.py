@@ -70,6 +70,8 @@ def cache_key(config: SweepConfig) -> str:
         source = {"generator": "generate_bank_churn", "rows": data.synthetic_rows}
         source["seed"] = data.synthetic_seed
     else:
+        if not Path(data.path).is_file():  # a FIFO would block the hash; the loader explains
+            raise FileNotFoundError(f"{data.path} is not a regular file")
         source = {"file_sha256": file_sha256(data.path)}
     identity = {
         "version": CACHE_VERSION,

@@ -265,3 +265,14 @@ def test_inputs_imports_no_framework():
         elif isinstance(node, ast.ImportFrom) and node.module:
             roots.add(node.module.split(".")[0])
     assert roots - set(sys.stdlib_module_names) <= {"pandas", "pyarrow", "churnml"}
+
+
+def test_the_cached_loader_refuses_a_fifo_without_blocking(tmp_path):
+    from churnml import cache
+    from churnml.config import DataConfig, SweepConfig
+
+    fifo = tmp_path / "pipe.csv"
+    os.mkfifo(fifo)
+    config = SweepConfig(data=DataConfig(path=fifo))
+    with pytest.raises(DataValidationError, match="is not a regular file"):
+        cache.prepare_data(config, tmp_path / "cache")
