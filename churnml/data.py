@@ -502,14 +502,19 @@ def _check_class_counts(label: np.ndarray, source: str, target: str, cv_folds: i
 
 
 def load_dataset(
-    path: str | Path, *, target: str = DEFAULT_TARGET, cv_folds: int = 5
+    path: str | Path,
+    *,
+    target: str = DEFAULT_TARGET,
+    cv_folds: int = 5,
+    max_bytes: int | None = None,
 ) -> pd.DataFrame:
-    """Read and validate a bank-churn CSV.
+    """Read and validate a bank-churn data file (CSV, compressed CSV or Parquet).
 
     Args:
-        path: The CSV file.
+        path: The data file.
         target: Name of the binary target column.
         cv_folds: Number of cross-validation folds the data must support.
+        max_bytes: Largest data accepted (see :func:`read_csv`).
 
     Returns:
         The clean frame described in :func:`validate_frame`.
@@ -517,7 +522,7 @@ def load_dataset(
     Raises:
         DataValidationError: See :func:`read_csv` and :func:`validate_frame`.
     """
-    raw = read_csv(path, target=target)
+    raw = read_csv(path, target=target, max_bytes=max_bytes)
     return validate_frame(raw, source=str(path), target=target, cv_folds=cv_folds)
 
 
