@@ -26,9 +26,10 @@ install: $(STAMP)  ## create .venv and install sweepflow with its dev tools
 sweep: $(STAMP)  ## run a sweep on the built-in data (pass options: make sweep ARGS="--trials 40")
 	$(BIN)/sweepflow sweep $(ARGS)
 
-test: $(STAMP)  ## lint, then run every test
+test: $(STAMP)  ## lint, check the layers, then run every test
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest
 
 test-fast: $(STAMP)  ## the tests not marked slow
@@ -38,9 +39,10 @@ test-fast: $(STAMP)  ## the tests not marked slow
 bench: $(STAMP)  ## bare Optuna vs our sweep, side by side (~10 min a repetition; BENCH_ARGS="--repeats 3")
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
-lint: $(STAMP)  ## ruff lint and format check
+lint: $(STAMP)  ## ruff lint and format check, and the import layers (lint-imports)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 format: $(STAMP)  ## apply ruff fixes and formatting
 	$(BIN)/ruff check --fix .

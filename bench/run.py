@@ -246,7 +246,7 @@ def running_server(home: Path) -> Iterator[tuple[str, subprocess.Popen, float]]:
 
     Yields its API URL, its process (for its memory) and how long it took to answer.
     """
-    from tests.servers import free_port, start, stop, wait_for_http
+    from sweepflow.processes import free_port, start, stop, wait_for_http
 
     port = free_port()
     env = {**_worker_env(), "PREFECT_HOME": str(home)}

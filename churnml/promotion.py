@@ -152,11 +152,6 @@ class Verdict:
     reason: str
 
 
-def is_better(metric: str, value: float, than: float) -> bool:
-    """True when ``value`` is strictly better than ``than`` on ``metric``."""
-    return value < than if metric in LOWER_IS_BETTER else value > than
-
-
 def gain(metric: str, candidate: float, champion: float) -> float:
     """How much better the candidate is (negative when worse), in the metric's units."""
     return champion - candidate if metric in LOWER_IS_BETTER else candidate - champion

@@ -42,12 +42,10 @@ Verbose = Annotated[
 
 def run_reporting_failures(action: Any) -> Any:
     """Run ``action``, turning known failures into one-line errors with the right exit code."""
-    from mlflow.exceptions import MlflowException
-
     from flows.promote.steps import EvaluationDataError
     from tracking.model_files import ModelFileError
     from tracking.promotion import PromotionConflictError
-    from tracking.store import mask_uri, resolve_target
+    from tracking.store import STORE_ERRORS, mask_uri, resolve_target
     from tracking.versions import VersionNotFoundError
 
     try:
@@ -58,7 +56,7 @@ def run_reporting_failures(action: Any) -> Any:
         raise fail(one_line(error), EXIT_REFUSED) from None
     except PromotionConflictError as error:
         raise fail(one_line(error), EXIT_REFUSED) from None
-    except (MlflowException, OSError) as error:
+    except STORE_ERRORS as error:
         uri = mask_uri(resolve_target().tracking_uri)
         raise fail(f"MLflow at {uri}: {one_line(error)[:300]}") from None
 

@@ -57,9 +57,11 @@ def check_data(config: SweepConfig) -> prepare.PreparedData:
     same data and settings, skip loading it again.
     """
     from churnml import cache
+    from sweepflow import settings
     from tracking.store import mlruns_dir
 
-    return cache.prepare_data(config, cache.cache_folder(mlruns_dir()))[0]
+    limit = settings.current().sweepflow_max_data_bytes
+    return cache.prepare_data(config, cache.cache_folder(mlruns_dir()), max_bytes=limit)[0]
 
 
 def check_backends(config: SweepConfig) -> None:

@@ -21,6 +21,7 @@ from churnml import prepare
 from churnml.config import SweepConfig
 from churnml.data import frame_digest
 from churnml.prepare import PreparedData
+from sweepflow import settings
 
 _lock = threading.Lock()
 _prepared: dict[str, PreparedData] = {}
@@ -161,7 +162,12 @@ def prepared(key: str, ref: DataRef | None) -> PreparedData:
         found = lookup(ref.key)
         if found is not None:
             return found
-        clean = prepare.validate(prepare.load_raw(ref.config.data), ref.config)
+        clean = prepare.validate(
+            prepare.load_raw(
+                ref.config.data, max_bytes=settings.current().sweepflow_max_data_bytes
+            ),
+            ref.config,
+        )
         digest = frame_digest(clean)
         if digest != ref.digest:
             raise DataMismatchError(

@@ -25,6 +25,9 @@ from mlflow.exceptions import MlflowException
 from sweepflow import settings
 from sweepflow.settings import mask_uri
 
+#: Errors of a tracking store that callers report in one line (MLflow's, and the file system's).
+STORE_ERRORS: tuple[type[BaseException], ...] = (MlflowException, OSError)
+
 #: Query of MLflow UI links that selects its "Model training" navigation.
 ML_WORKFLOW = "?workflowType=machine_learning"
 

@@ -27,6 +27,7 @@ from churnml.promotion import (
     decide,
     parse_holdout_spec,
 )
+from sweepflow import settings as environment
 from tracking import promotion, versions
 from tracking.model_files import ModelFileError
 from tracking.store import TrackingTarget, client_for, connect
@@ -92,8 +93,9 @@ def evaluation_data(config: PromoteConfig, plan: Plan, target: TrackingTarget) -
             gone); the message suggests ``--data``.
         DataValidationError: The given CSV is unusable.
     """
+    limit = environment.current().sweepflow_max_data_bytes
     if config.data is not None:
-        clean = load_dataset(config.data, target=config.target, cv_folds=2)
+        clean = load_dataset(config.data, target=config.target, cv_folds=2, max_bytes=limit)
         return Evaluation(
             clean.drop(columns=config.target),
             clean[config.target],
@@ -110,7 +112,7 @@ def evaluation_data(config: PromoteConfig, plan: Plan, target: TrackingTarget) -
         )
     try:
         settings = parse_holdout_spec(spec)
-        clean = prepare.validate(prepare.load_raw(settings.data), settings)
+        clean = prepare.validate(prepare.load_raw(settings.data, max_bytes=limit), settings)
     except (ConfigError, DataValidationError) as error:
         raise EvaluationDataError(
             f"{candidate.label}: cannot rebuild its sweep's holdout ({error}); "

@@ -20,6 +20,7 @@ from flows import preflight, runtime
 from flows.events import THIN, champion_payload, emit_champion
 from flows.sweep import report, steps, trial_steps
 from flows.sweep.trial_steps import TrialContext, TrialResult
+from sweepflow import settings
 from tracking import registry
 from tracking.plots import PlotReport
 from tracking.store import mlruns_dir
@@ -47,7 +48,11 @@ def check_backends(config: SweepConfig) -> preflight.Backends:
 def prepare_data(config: SweepConfig) -> str:
     """Load, validate and split the data (or take the split from the data cache, and cache a
     new one); trials get only the returned key, never the frame."""
-    prepared, _ = data_cache.prepare_data(config, data_cache.cache_folder(mlruns_dir()))
+    prepared, _ = data_cache.prepare_data(
+        config,
+        data_cache.cache_folder(mlruns_dir()),
+        max_bytes=settings.current().sweepflow_max_data_bytes,
+    )
     return runtime.remember(f"{prepared.digest}-{uuid.uuid4().hex[:8]}", prepared)
 
 
