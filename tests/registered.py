@@ -1,15 +1,24 @@
-"""Register small churn models the way a sweep does, for the serving and pyfunc tests."""
+"""Register small churn models the way a sweep does, serve them, and send them traffic."""
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
+import sys
+import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pandas as pd
 from mlflow import MlflowClient
 
 from churnml.data import DEFAULT_TARGET, generate_bank_churn, validate_frame
 from churnml.model import build_pipeline, fit_quietly
+from tests.servers import REPO, free_port, start, stop, wait_for_http
 from tracking import registry, runs
 from tracking.model_files import save_model_file
 from tracking.store import ensure_experiment, resolve_target
@@ -50,3 +59,61 @@ def register(
             client, name, version.version, {"skops_sha256": sha256, "skops_path": standalone}
         )
     return version
+
+
+@contextlib.contextmanager
+def sweepflow_serve(log: Path, *args: str, env: dict[str, str] | None = None) -> Iterator[str]:
+    """``python -m serving`` on a free port of 127.0.0.1; yields its base URL; stops it."""
+    port = free_port()
+    command = [sys.executable, "-m", "serving", "--port", str(port), *args]
+    process = start(command, env=env or dict(os.environ), log=log, cwd=REPO)
+    try:
+        wait_for_http(f"http://127.0.0.1:{port}/health", timeout=60, process=process)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        stop(process)
+
+
+def records(rows: int, seed: int = 5) -> list[dict]:
+    frame = generate_bank_churn(rows, seed=seed).drop(columns=DEFAULT_TARGET)
+    return json.loads(frame.to_json(orient="records"))
+
+
+class Traffic:
+    """Clients posting small requests back to back, recording (status, version) of each."""
+
+    def __init__(self, url: str, clients: int = 2) -> None:
+        self.url = url
+        self.seen: list[tuple[float, int, str | None]] = []
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._run, daemon=True) for _ in range(clients)]
+        self._body = records(5)
+
+    def _run(self) -> None:
+        with httpx.Client(timeout=30) as client:
+            while not self._stop.is_set():
+                try:
+                    answer = client.post(f"{self.url}/predict", json=self._body)
+                    version = answer.json().get("model_version")
+                    self.seen.append((time.monotonic(), answer.status_code, version))
+                except httpx.HTTPError as error:
+                    self.seen.append((time.monotonic(), 0, repr(error)))
+
+    def wait_for_version(self, version: str, timeout: float) -> float:
+        """Seconds until a request answered with ``version``."""
+        started = time.monotonic()
+        while time.monotonic() - started < timeout:
+            if any(v == version and t > started for t, _, v in list(self.seen)):
+                return time.monotonic() - started
+            time.sleep(0.05)
+        raise TimeoutError(f"no answer from v{version} within {timeout} s")
+
+    def __enter__(self) -> Traffic:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(30)

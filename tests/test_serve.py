@@ -7,11 +7,7 @@ champion alias is moved by ``tracking.registry.set_alias``, the call promotion m
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,34 +17,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from churnml.data import DEFAULT_TARGET, generate_bank_churn
 from churnml.scoring import predict_churn
-from tests.registered import fit_small_model, register
-from tests.servers import REPO, free_port, start, stop, wait_for_http
+from tests.registered import Traffic, fit_small_model, records, register, sweepflow_serve
 from tracking import registry, versions
 from tracking.store import connect
 
 MODEL = "serve-churn"
 MAX_ROWS = 50
 MAX_BODY = 64 * 1024
-
-
-@contextlib.contextmanager
-def sweepflow_serve(log: Path, *args: str, env: dict[str, str] | None = None) -> Iterator[str]:
-    """``python -m serving`` on a free port of 127.0.0.1; yields its base URL; stops it."""
-    port = free_port()
-    command = [sys.executable, "-m", "serving", "--port", str(port), *args]
-    process = start(command, env=env or dict(os.environ), log=log, cwd=REPO)
-    try:
-        wait_for_http(f"http://127.0.0.1:{port}/health", timeout=60, process=process)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        stop(process)
-
-
-def records(rows: int, seed: int = 5) -> list[dict]:
-    frame = generate_bank_churn(rows, seed=seed).drop(columns=DEFAULT_TARGET)
-    return json.loads(frame.to_json(orient="records"))
 
 
 def artifact_file(name: str, version: str) -> Path:
@@ -166,46 +142,6 @@ def test_health_and_openapi(service):
     assert {"/predict", "/health"} <= set(schema["paths"])
     assert "text/csv" in schema["paths"]["/predict"]["post"]["requestBody"]["content"]
     assert httpx.get(f"{url}/docs").status_code == 200
-
-
-class Traffic:
-    """Clients posting small requests back to back, recording (status, version) of each."""
-
-    def __init__(self, url: str, clients: int = 2) -> None:
-        self.url = url
-        self.seen: list[tuple[float, int, str | None]] = []
-        self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._run, daemon=True) for _ in range(clients)]
-        self._body = records(5)
-
-    def _run(self) -> None:
-        with httpx.Client(timeout=30) as client:
-            while not self._stop.is_set():
-                try:
-                    answer = client.post(f"{self.url}/predict", json=self._body)
-                    version = answer.json().get("model_version")
-                    self.seen.append((time.monotonic(), answer.status_code, version))
-                except httpx.HTTPError as error:
-                    self.seen.append((time.monotonic(), 0, repr(error)))
-
-    def wait_for_version(self, version: str, timeout: float) -> float:
-        """Seconds until a request answered with ``version``."""
-        started = time.monotonic()
-        while time.monotonic() - started < timeout:
-            if any(v == version and t > started for t, _, v in list(self.seen)):
-                return time.monotonic() - started
-            time.sleep(0.05)
-        raise TimeoutError(f"no answer from v{version} within {timeout} s")
-
-    def __enter__(self) -> Traffic:
-        for thread in self._threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(30)
 
 
 def test_follows_champion_through_promotion_and_rollback_without_a_failed_request(service):
