@@ -47,7 +47,7 @@ def run_bare(spec: dict[str, Any]) -> dict[str, Any]:
 
     from churnml import prepare
     from churnml.config import SweepConfig
-    from churnml.data import frame_digest
+    from churnml.digests import frame_digest
     from churnml.evaluate import holdout_metrics
     from churnml.model import build_pipeline, fit_quietly
     from churnml.search import make_pruner, make_sampler, score_trial, suggest_params

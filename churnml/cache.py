@@ -7,9 +7,9 @@ is kept under a key made of:
 - the sha256 of the CSV's bytes (or, for the built-in data, the generator's rows and seed);
 - the settings that change the split: target, sample_rows, test_size, seed and cv_folds (the
   last decides what validation accepts);
-- the sha256 of the code that loads, validates and splits (``schema.py``, ``inputs.py``,
-  ``data.py``, ``prepare.py``, ``model.py``) and the pandas and scikit-learn versions, so
-  changed code never serves a stale split.
+- the sha256 of the code that loads, validates and splits (:data:`_CODE_FILES`: ``schema.py``,
+  the readers, ``data.py``, the generator, ``splits.py``, ``prepare.py``, ``model.py``) and the
+  pandas and scikit-learn versions, so changed code never serves a stale split.
 
 An entry is a folder ``<key>/`` holding ``train.feather``, ``test.feather`` (Arrow IPC, written and
 read by pyarrow; no pickle) and ``meta.json`` with each file's sha256 and the frames' dtypes.
@@ -37,14 +37,26 @@ import sklearn
 
 from churnml import prepare
 from churnml.config import SweepConfig
-from churnml.data import file_sha256, frame_digest
+from churnml.digests import file_sha256, frame_digest
 
 #: Bump when the entry layout changes; old entries then simply miss.
 CACHE_VERSION = 1
 #: Entries kept; the least recently used beyond this are removed when a new one is written.
 MAX_ENTRIES = 8
 _FRAMES = ("train", "test")
-_CODE_FILES = ("schema.py", "inputs.py", "data.py", "prepare.py", "model.py")
+_CODE_FILES = (
+    "schema.py",
+    "formats.py",
+    "inputs.py",
+    "parquet.py",
+    "csv_checks.py",
+    "reading.py",
+    "data.py",
+    "synthetic.py",
+    "splits.py",
+    "prepare.py",
+    "model.py",
+)
 
 
 def cache_folder(mlruns: Path) -> Path:

@@ -1,7 +1,7 @@
 """Data files as users hold them: plain or compressed CSV, or Parquet; anything else is refused.
 
-A pure module (the standard library, pandas and pyarrow; never Prefect or MLflow) used by the
-sweep's loader (:func:`churnml.data.read_csv`) and by batch scoring (:mod:`churnml.scoring`),
+A pure module (the standard library and pure churnml modules; never Prefect or MLflow) used by
+the sweep's loader (:func:`churnml.reading.read_csv`) and by batch scoring (:mod:`churnml.scoring`),
 so both accept the same files and refuse the same way.
 
 API:
@@ -16,12 +16,11 @@ API:
     ``file.max_bytes`` decompressed bytes, or on damaged compressed data, it raises
     ``DataValidationError``.
 
-    ``parquet_columns(file)``, ``iter_parquet(file, columns, batch_rows)``,
-    ``read_parquet(file)``: Parquet by row batches, or whole (the Arrow buffers are released
-    while the frame is built, so there is no second copy).
-
     ``max_data_bytes(value) -> int``: the limit from the ``SWEEPFLOW_MAX_DATA_BYTES`` setting's
     text (``"500000000"``, ``"512M"``, ``"2G"``; None or empty: :func:`default_max_data_bytes`).
+
+The formats and their refusals are in :mod:`churnml.formats`; Parquet is read by
+:mod:`churnml.parquet`.
 """
 
 from __future__ import annotations
@@ -37,13 +36,12 @@ import stat
 import zipfile
 import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-import pandas as pd
-
-from churnml.schema import DataValidationError
+from churnml.formats import EXPECTED, HEAD, DataFile, gzip_bytes, refuse_other, zip_file
+from churnml.parquet import parquet_bytes
+from churnml.schema import DataValidationError, one_line
 
 #: Name of the setting that raises (or lowers) the data-size limit.
 MAX_BYTES_SETTING = "SWEEPFLOW_MAX_DATA_BYTES"
@@ -52,59 +50,7 @@ MEMORY_PER_DATA_BYTE = 8
 #: Limit when the machine's memory cannot be read.
 FALLBACK_MAX_DATA_BYTES = 1 << 30
 
-EXPECTED = (
-    "expected a CSV file (UTF-8, comma-separated; may be compressed as .gz, .bz2, .xz or a .zip "
-    "holding one CSV) or a Parquet file"
-)
-COMPRESSED = ("gzip", "bz2", "xz", "zip")
-
-_HEAD = 8192
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
-
-# Magic bytes of files people give by mistake: (prefix, what it seems to be, what to do).
-_OTHER_KINDS = (
-    (b"%PDF", "a PDF document", "export the table as CSV"),
-    (b"\x89PNG\r\n\x1a\n", "a PNG image", "pass the data file, not a picture of it"),
-    (b"\xff\xd8\xff", "a JPEG image", "pass the data file, not a picture of it"),
-    (b"GIF87a", "a GIF image", "pass the data file, not a picture of it"),
-    (b"GIF89a", "a GIF image", "pass the data file, not a picture of it"),
-    (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", "an old Office file (.xls/.doc)", "save it as CSV"),
-    (b"\x93NUMPY", "a NumPy array file (.npy)", "save the table as CSV or Parquet"),
-    (b"ARROW1", "an Arrow/Feather file", "save the table as Parquet or CSV"),
-    (b"SQLite format 3\x00", "an SQLite database", "export the table as CSV"),
-    (b"\x89HDF\r\n\x1a\n", "an HDF5 file", "save the table as CSV or Parquet"),
-    (b"7z\xbc\xaf\x27\x1c", "a 7-Zip archive", "use .zip, .gz, .bz2 or .xz"),
-    (b"Rar!\x1a\x07", "a RAR archive", "use .zip, .gz, .bz2 or .xz"),
-    (b"\x28\xb5\x2f\xfd", "Zstandard-compressed data", "use .gz, .bz2 or .xz"),
-    (b"\x7fELF", "an executable program", "pass the data file"),
-    (b"{\\rtf", "an RTF document", "export the table as CSV"),
-    (b"\xff\xfe", "UTF-16 text", "re-save the file as UTF-8"),
-    (b"\xfe\xff", "UTF-16 text", "re-save the file as UTF-8"),
-)
-_PICKLE_PROTOCOLS = (b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05")
-
-
-@dataclass(frozen=True)
-class DataFile:
-    """A data file that passed the path checks, and what its content is.
-
-    Attributes:
-        path: The file.
-        source: How messages name it (the path as given).
-        kind: ``csv``, ``gzip``, ``bz2``, ``xz``, ``zip`` or ``parquet``.
-        size: Bytes on disk.
-        data_bytes: Size of the data once decompressed, when the file records it, else None.
-        member: The CSV inside a zip archive.
-        max_bytes: Limit on decompressed bytes while reading (None: no limit).
-    """
-
-    path: Path
-    source: str
-    kind: str
-    size: int
-    data_bytes: int | None = None
-    member: str | None = None
-    max_bytes: int | None = None
 
 
 def default_max_data_bytes() -> int:
@@ -172,7 +118,7 @@ def inspect(path: str | Path, *, max_bytes: int | None = None) -> DataFile:
         )
     try:
         with path.open("rb") as handle:
-            head = handle.read(_HEAD)
+            head = handle.read(HEAD)
     except PermissionError:
         raise DataValidationError(
             f"{source}: cannot be read (permission denied); make the file readable "
@@ -241,95 +187,17 @@ def _stat(path: Path, source: str) -> os.stat_result:
 def _sniff(path: Path, source: str, head: bytes, size: int) -> DataFile:
     """What the file is, from its first bytes."""
     if head.startswith(b"PAR1"):
-        return DataFile(path, source, "parquet", size, data_bytes=_parquet_bytes(path, source))
+        return DataFile(path, source, "parquet", size, data_bytes=parquet_bytes(path, source))
     if head.startswith(b"\x1f\x8b"):
-        return DataFile(path, source, "gzip", size, data_bytes=_gzip_bytes(path, size))
+        return DataFile(path, source, "gzip", size, data_bytes=gzip_bytes(path, size))
     if head.startswith(b"BZh"):
         return DataFile(path, source, "bz2", size)
     if head.startswith(b"\xfd7zXZ\x00"):
         return DataFile(path, source, "xz", size)
     if head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
-        return _zip(path, source, size)
+        return zip_file(path, source, size)
     refuse_other(head, source)
     return DataFile(path, source, "csv", size)
-
-
-def refuse_other(head: bytes, source: str, inside: str = "") -> None:
-    """Raise if ``head`` (the first bytes of a file or of its decompressed data) is not text."""
-    for magic, what, fix in _OTHER_KINDS:
-        if head.startswith(magic):
-            raise DataValidationError(f"{source}: looks like {what}{inside}; {fix}; {EXPECTED}")
-    if head.startswith(_PICKLE_PROTOCOLS):
-        refuse_pickle(source, inside)
-    if head.startswith(b"PK\x03\x04"):
-        raise DataValidationError(
-            f"{source}: looks like a zip archive{inside}; pass the zip itself; {EXPECTED}"
-        )
-    if b"\x00" in head:
-        raise DataValidationError(
-            f"{source}: looks like binary data{inside}, not text (it has NUL bytes); {EXPECTED}"
-        )
-
-
-def refuse_pickle(source: str, inside: str = "") -> None:
-    """Raise the one-line refusal of a pickle."""
-    raise DataValidationError(
-        f"{source}: looks like a Python pickle{inside}, which is never loaded (it can run code); "
-        f"save the table as CSV or Parquet; {EXPECTED}"
-    )
-
-
-def _gzip_bytes(path: Path, size: int) -> int | None:
-    """The uncompressed size from the gzip trailer (exact below 4 GiB for one member)."""
-    if size < 18:
-        return None
-    with path.open("rb") as handle:
-        handle.seek(-4, os.SEEK_END)
-        recorded = int.from_bytes(handle.read(4), "little")
-    return recorded if size < (1 << 32) else None
-
-
-def _zip(path: Path, source: str, size: int) -> DataFile:
-    try:
-        with zipfile.ZipFile(path) as archive:
-            infos = archive.infolist()
-    except (zipfile.BadZipFile, OSError) as error:
-        raise DataValidationError(
-            f"{source}: is a damaged zip archive ({error}); {EXPECTED}"
-        ) from None
-    names = [info.filename for info in infos]
-    office = (
-        ("xl/", "an Excel workbook (.xlsx)", "save the sheet as CSV (UTF-8)"),
-        ("word/", "a Word document (.docx)", "export the table as CSV"),
-        ("ppt/", "a PowerPoint file (.pptx)", "export the table as CSV"),
-    )
-    for prefix, what, fix in office:
-        if any(name.startswith(prefix) for name in names):
-            raise DataValidationError(f"{source}: looks like {what}; {fix}; {EXPECTED}")
-    if "mimetype" in names and any(name == "content.xml" for name in names):
-        raise DataValidationError(
-            f"{source}: looks like an OpenDocument file (.ods/.odt); save the sheet as CSV; "
-            f"{EXPECTED}"
-        )
-    files = [
-        info
-        for info in infos
-        if not info.is_dir()
-        and not info.filename.startswith("__MACOSX/")
-        and not Path(info.filename).name.startswith(".")
-    ]
-    if len(files) != 1:
-        shown = ", ".join(info.filename for info in files[:5]) or "no file"
-        raise DataValidationError(
-            f"{source}: is a zip archive holding {len(files)} files ({shown}); "
-            f"put exactly one CSV in the zip"
-        )
-    (member,) = files
-    if member.flag_bits & 0x1:
-        raise DataValidationError(
-            f"{source}: {member.filename} in the zip is password-protected; unzip it first"
-        )
-    return DataFile(path, source, "zip", size, data_bytes=member.file_size, member=member.filename)
 
 
 # --------------------------------------------------------------------------- CSV streams
@@ -351,11 +219,11 @@ class _Stream(io.RawIOBase):
             what = {"gzip": ".gz", "bz2": ".bz2", "xz": ".xz", "zip": "zip"}[self.file.kind]
             raise DataValidationError(
                 f"{self.file.source}: damaged {what} data after {self.count:,} bytes "
-                f"({' '.join(str(error).split()) or type(error).__name__}); "
+                f"({one_line(error) or type(error).__name__}); "
                 f"compress the file again"
             ) from None
         if self.count == 0 and self.file.kind != "csv":
-            refuse_other(data[:_HEAD], self.file.source, inside=" inside the compressed file")
+            refuse_other(data[:HEAD], self.file.source, inside=" inside the compressed file")
         self.count += len(data)
         if self.file.max_bytes is not None and self.count > self.file.max_bytes:
             raise too_large(self.file, self.count)
@@ -385,58 +253,3 @@ def open_bytes(file: DataFile, *, buffer_size: int = 1 << 20) -> Iterator[Binary
             archive = stack.enter_context(zipfile.ZipFile(raw))
             raw = stack.enter_context(archive.open(file.member or ""))
         yield io.BufferedReader(_Stream(raw, file), buffer_size=buffer_size)
-
-
-# --------------------------------------------------------------------------- Parquet
-
-
-def _parquet_file(path: Path, source: str):  # type: ignore[no-untyped-def] - pyarrow type
-    import pyarrow.parquet as pq
-
-    try:
-        return pq.ParquetFile(path)
-    except Exception as error:  # pyarrow raises ArrowInvalid, OSError, ... for a bad file
-        raise DataValidationError(
-            f"{source}: could not read as Parquet ({' '.join(str(error).split())[:200]}); "
-            f"the file looks damaged; {EXPECTED}"
-        ) from None
-
-
-def _parquet_bytes(path: Path, source: str) -> int:
-    metadata = _parquet_file(path, source).metadata
-    return sum(metadata.row_group(i).total_byte_size for i in range(metadata.num_row_groups))
-
-
-def parquet_columns(file: DataFile) -> list[str]:
-    """The column names of a Parquet file."""
-    return list(_parquet_file(file.path, file.source).schema_arrow.names)
-
-
-def iter_parquet(
-    file: DataFile, columns: list[str] | None, batch_rows: int
-) -> Iterator[pd.DataFrame]:
-    """A Parquet file's rows, ``batch_rows`` at a time, as frames (only ``columns``)."""
-    parquet = _parquet_file(file.path, file.source)
-    try:
-        for batch in parquet.iter_batches(batch_size=batch_rows, columns=columns):
-            yield batch.to_pandas()
-    except DataValidationError:
-        raise
-    except Exception as error:  # a damaged row group
-        raise DataValidationError(
-            f"{file.source}: could not read as Parquet ({' '.join(str(error).split())[:200]}); "
-            f"the file looks damaged"
-        ) from None
-
-
-def read_parquet(file: DataFile) -> pd.DataFrame:
-    """A whole Parquet file as a frame; Arrow's buffers are freed as the frame is built."""
-    parquet = _parquet_file(file.path, file.source)
-    try:
-        table = parquet.read()
-        return table.to_pandas(self_destruct=True, split_blocks=True)
-    except Exception as error:
-        raise DataValidationError(
-            f"{file.source}: could not read as Parquet ({' '.join(str(error).split())[:200]}); "
-            f"the file looks damaged"
-        ) from None

@@ -18,7 +18,7 @@ from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder
 
-from churnml.data import CATEGORICAL_COLUMNS, NUMERIC_COLUMNS
+from churnml.schema import CATEGORICAL_COLUMNS, NUMERIC_COLUMNS
 
 #: Hyperparameters that go to the forest; everything else in a params dict is ignored by it.
 FOREST_PARAMS = (

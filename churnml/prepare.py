@@ -9,15 +9,12 @@ import numpy as np
 import pandas as pd
 
 from churnml.config import ConfigError, DataConfig, SweepConfig
-from churnml.data import (
-    DataValidationError,
-    generate_bank_churn,
-    read_csv,
-    split_holdout,
-    stratified_sample,
-    validate_frame,
-)
+from churnml.data import validate_frame
 from churnml.model import encoded_feature_names
+from churnml.reading import read_csv
+from churnml.schema import DataValidationError
+from churnml.splits import split_holdout, stratified_sample
+from churnml.synthetic import generate_bank_churn
 
 BUILT_IN_SOURCE = "built-in synthetic bank-churn data"
 
@@ -34,7 +31,7 @@ def load_raw(data: DataConfig, *, max_bytes: int | None = None) -> pd.DataFrame:
 
     Args:
         data: Where the rows come from (CSV, compressed CSV or Parquet; see
-            :func:`churnml.data.read_csv`).
+            :func:`churnml.reading.read_csv`).
         max_bytes: Largest data accepted, in decompressed bytes; None: the default of
             :func:`churnml.inputs.default_max_data_bytes` (``SWEEPFLOW_MAX_DATA_BYTES``, parsed
             by :func:`churnml.inputs.max_data_bytes`, is passed here by the caller).

@@ -193,6 +193,11 @@ def short(value: object, limit: int = 40) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def one_line(error: BaseException) -> str:
+    """An error's text on one line (runs of whitespace, line breaks included, become a space)."""
+    return " ".join(str(error).split())
+
+
 class _Where:
     """Names rows in messages: data row (and file line) in the whole source."""
 

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 from pydantic import Field, ValidationError, model_validator
 
-from churnml import inputs
+from churnml import inputs, parquet
 from churnml.config import ConfigError, StrictModel, describe_validation_error
 from churnml.schema import (
     CATEGORICAL_COLUMNS,
@@ -114,7 +114,7 @@ def read_header(path: str | Path) -> list[str]:
     file = inputs.inspect(path)
     source = file.source
     if file.kind == "parquet":
-        header: list[str] | None = inputs.parquet_columns(file)
+        header: list[str] | None = parquet.parquet_columns(file)
     else:
         try:
             with inputs.open_bytes(file) as stream:
@@ -167,7 +167,7 @@ def iter_chunks(
     wanted = [name for name in (*PASSTHROUGH_COLUMNS, *FEATURE_COLUMNS) if name in columns]
     offset = 0
     if file.kind == "parquet":
-        for chunk in inputs.iter_parquet(file, wanted, chunk_rows):
+        for chunk in parquet.iter_parquet(file, wanted, chunk_rows):
             yield offset, chunk
             offset += len(chunk)
         return

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from churnml.data import generate_bank_churn
+from churnml.synthetic import generate_bank_churn
 from cli.common import console, fail
 
 

@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from churnml.config import ConfigError
-from churnml.data import DataValidationError
 from churnml.promotion import REFUSED, Decision, PromoteConfig, parse_promote_config
+from churnml.schema import DataValidationError
 from churnml.scoring import check_columns, read_header
 from cli import common
 from cli.common import EXIT_REFUSED, fail, one_line

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from churnml.config import ConfigError
-from churnml.data import DataValidationError
+from churnml.schema import DataValidationError
 from churnml.scoring import check_columns, parse_score_config, read_header
 from cli import common
 from cli.common import fail, one_line

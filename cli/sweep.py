@@ -22,7 +22,7 @@ from rich.table import Table
 
 from churnml import prepare
 from churnml.config import ConfigError, SweepConfig, parse_config
-from churnml.data import DataValidationError
+from churnml.schema import DataValidationError
 from cli.common import EXIT_SWEEP_FAILED, console, errors, fail, quiet_console_logs
 
 

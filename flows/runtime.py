@@ -19,7 +19,7 @@ from pathlib import Path
 
 from churnml import prepare
 from churnml.config import SweepConfig
-from churnml.data import frame_digest
+from churnml.digests import frame_digest
 from churnml.prepare import PreparedData
 from sweepflow import settings
 

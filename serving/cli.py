@@ -116,7 +116,7 @@ def serve(
     """Serve churn probabilities over HTTP from the version an alias points at, following it."""
     import uvicorn
 
-    from churnml.data import DataValidationError
+    from churnml.schema import DataValidationError
     from tracking.model_files import ModelFileError
     from tracking.versions import VersionNotFoundError
 

@@ -16,8 +16,10 @@ import httpx
 import pandas as pd
 from mlflow import MlflowClient
 
-from churnml.data import DEFAULT_TARGET, generate_bank_churn, validate_frame
+from churnml.data import validate_frame
 from churnml.model import build_pipeline, fit_quietly
+from churnml.schema import DEFAULT_TARGET
+from churnml.synthetic import generate_bank_churn
 from tests.servers import REPO, free_port, start, stop, wait_for_http
 from tracking import registry, runs
 from tracking.model_files import save_model_file

@@ -10,7 +10,9 @@ import pytest
 
 from churnml import cache, prepare
 from churnml.config import ConfigError, DataConfig, SweepConfig
-from churnml.data import DataValidationError, frame_digest, generate_bank_churn
+from churnml.digests import frame_digest
+from churnml.schema import DataValidationError
+from churnml.synthetic import generate_bank_churn
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from typer.testing import CliRunner
 
-from churnml.data import generate_bank_churn
+from churnml.synthetic import generate_bank_churn
 from cli.main import app
 
 runner = CliRunner()

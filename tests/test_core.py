@@ -11,11 +11,12 @@ import pandas as pd
 import pytest
 
 from churnml.config import ConfigError, SearchSpace, SweepConfig, parse_config
-from churnml.data import generate_bank_churn, validate_frame
+from churnml.data import validate_frame
 from churnml.evaluate import cross_validate_auc, holdout_metrics
 from churnml.model import build_pipeline, encoded_feature_names, fit_quietly, selected_feature_names
 from churnml.prepare import split
 from churnml.search import score_trial, suggest_params
+from churnml.synthetic import generate_bank_churn
 
 CORE = Path(__file__).resolve().parents[1] / "churnml"
 PARAMS = {

@@ -16,22 +16,19 @@ from sklearn.ensemble import RandomForestClassifier
 from sklearn.model_selection import StratifiedKFold, cross_val_score
 
 from churnml import data
-from churnml.data import (
+from churnml.data import validate_frame
+from churnml.digests import file_sha256, frame_digest
+from churnml.reading import load_dataset, read_csv
+from churnml.schema import (
     CATEGORICAL_COLUMNS,
     DEFAULT_TARGET,
     FEATURE_COLUMNS,
     ID_COLUMNS,
     NUMERIC_COLUMNS,
     DataValidationError,
-    file_sha256,
-    frame_digest,
-    generate_bank_churn,
-    load_dataset,
-    read_csv,
-    split_holdout,
-    stratified_sample,
-    validate_frame,
 )
+from churnml.splits import split_holdout, stratified_sample
+from churnml.synthetic import generate_bank_churn
 
 SHARED_DATA = Path(__file__).parents[2] / "shared" / "data"
 S4E1_COLUMNS = [

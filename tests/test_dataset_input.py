@@ -8,7 +8,8 @@ import warnings
 import numpy as np
 from mlflow.data import from_pandas
 
-from churnml.data import generate_bank_churn, validate_frame
+from churnml.data import validate_frame
+from churnml.synthetic import generate_bank_churn
 from tracking import runs
 from tracking.store import TrackingTarget, connect
 

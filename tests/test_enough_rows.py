@@ -7,7 +7,8 @@ import pytest
 
 from churnml import cache, prepare
 from churnml.config import ConfigError, DataConfig, SweepConfig, parse_config
-from churnml.data import DataValidationError, generate_bank_churn
+from churnml.schema import DataValidationError
+from churnml.synthetic import generate_bank_churn
 
 
 def tiny_file(tmp_path, rows=30):

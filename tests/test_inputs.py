@@ -18,10 +18,12 @@ import pandas as pd
 import pytest
 
 from churnml import inputs
-from churnml.data import generate_bank_churn, load_dataset, read_csv, validate_frame
+from churnml.data import validate_frame
 from churnml.model import build_pipeline, fit_quietly
+from churnml.reading import load_dataset, read_csv
 from churnml.schema import DataValidationError
 from churnml.scoring import PROBABILITY_COLUMN, score_csv
+from churnml.synthetic import generate_bank_churn
 
 PARAMS = {"k": 8, "n_estimators": 10, "max_depth": 6}
 FORMATS = ("csv", "csv.gz", "csv.bz2", "csv.xz", "zip", "parquet")
@@ -237,9 +239,9 @@ def test_a_fifo_is_not_a_regular_file(tmp_path):
 
 def test_checks_stream_in_bounded_chunks(rows, tmp_path, monkeypatch):
     """A small chunk size forces many chunks; the answers are the same, and lines are right."""
-    from churnml import data
+    from churnml import csv_checks
 
-    monkeypatch.setattr(data, "_CHUNK", 257)
+    monkeypatch.setattr(csv_checks, "_CHUNK", 257)
     path = write(rows, tmp_path / "rows.csv.gz", "csv.gz")
     pd.testing.assert_frame_equal(read_csv(path), rows, check_dtype=False)
     lines = path.with_suffix("").with_suffix(".csv")

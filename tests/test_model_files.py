@@ -13,8 +13,10 @@ import skops.io as sio
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer
 
-from churnml.data import file_sha256, generate_bank_churn, validate_frame
+from churnml.data import validate_frame
+from churnml.digests import file_sha256
 from churnml.model import build_pipeline, fit_quietly
+from churnml.synthetic import generate_bank_churn
 from tracking.model_files import (
     TRUSTED_TYPES,
     ModelFileError,

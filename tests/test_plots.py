@@ -12,9 +12,10 @@ from matplotlib.figure import Figure
 
 from churnml import plots
 from churnml.config import SearchSpace
-from churnml.data import generate_bank_churn, validate_frame
+from churnml.data import validate_frame
 from churnml.model import build_pipeline, fit_quietly, selected_feature_names
 from churnml.search import suggest_params
+from churnml.synthetic import generate_bank_churn
 
 PARAMS = {
     "k": 6,

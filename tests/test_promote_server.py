@@ -22,10 +22,12 @@ from sklearn.preprocessing import FunctionTransformer
 from typer.testing import CliRunner
 
 from churnml.config import SweepConfig
-from churnml.data import file_sha256, generate_bank_churn, validate_frame
+from churnml.data import validate_frame
+from churnml.digests import file_sha256
 from churnml.model import build_pipeline, fit_quietly
 from churnml.promotion import KEPT, PROMOTED, REFUSED, PromoteConfig
 from churnml.scoring import PROBABILITY_COLUMN, VERSION_COLUMN
+from churnml.synthetic import generate_bank_churn
 from cli import common as cli
 from flows.promote.flow import promote
 from flows.promote.steps import read_history

@@ -6,7 +6,7 @@ import pytest
 
 from churnml import prepare
 from churnml.config import ConfigError, DataConfig, SweepConfig
-from churnml.data import frame_digest
+from churnml.digests import frame_digest
 from churnml.promotion import (
     KEPT,
     PROMOTED,

@@ -12,8 +12,9 @@ import pandas as pd
 import pytest
 
 from churnml import schema
-from churnml.data import generate_bank_churn, load_dataset, validate_frame
+from churnml.data import validate_frame
 from churnml.model import build_pipeline, fit_quietly
+from churnml.reading import load_dataset
 from churnml.schema import (
     CATEGORICAL_COLUMNS,
     FEATURE_COLUMNS,
@@ -22,6 +23,7 @@ from churnml.schema import (
     to_features,
 )
 from churnml.scoring import PROBABILITY_COLUMN, features_from_chunk, score_csv
+from churnml.synthetic import generate_bank_churn
 
 PARAMS = {"k": 8, "n_estimators": 10, "max_depth": 6}
 

@@ -7,14 +7,16 @@ import pandas as pd
 import pytest
 
 from churnml.config import ConfigError
-from churnml.data import FEATURE_COLUMNS, DataValidationError, generate_bank_churn, validate_frame
+from churnml.data import validate_frame
 from churnml.model import build_pipeline, fit_quietly
+from churnml.schema import FEATURE_COLUMNS, DataValidationError
 from churnml.scoring import (
     PROBABILITY_COLUMN,
     VERSION_COLUMN,
     parse_score_config,
     score_csv,
 )
+from churnml.synthetic import generate_bank_churn
 
 PARAMS = {"k": 8, "n_estimators": 10, "max_depth": 6}
 

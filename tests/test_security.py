@@ -14,8 +14,9 @@ from sklearn.linear_model import LogisticRegression
 import studies
 import tracking.store  # noqa: F401 - importing it switches MLflow's pickle loading off
 from churnml.config import ConfigError, DataConfig, SweepConfig
-from churnml.data import generate_bank_churn, validate_frame
+from churnml.data import validate_frame
 from churnml.model import build_pipeline, fit_quietly
+from churnml.synthetic import generate_bank_churn
 from tracking.model_files import load_model_file, save_model_file
 from tracking.store import connect, mask_uri
 

@@ -9,7 +9,7 @@ from mlflow import MlflowClient
 
 from churnml import prepare
 from churnml.config import DataConfig, SweepConfig
-from churnml.data import file_sha256, frame_digest
+from churnml.digests import file_sha256, frame_digest
 from churnml.model import build_pipeline, fit_quietly
 from flows.sweep import steps, trial_steps
 from flows.sweep.flow import SweepFailedError, SweepSummary, sweep

@@ -37,7 +37,7 @@ from mlflow.models import Model, ModelSignature
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from mlflow.types.schema import AnyType, ColSpec, DataType, Schema
 
-from churnml.data import file_sha256
+from churnml.digests import file_sha256
 from churnml.schema import (
     CATEGORICAL_COLUMNS,
     DEFAULT_TARGET,

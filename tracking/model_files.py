@@ -15,7 +15,7 @@ from typing import Any
 
 import skops.io as sio
 
-from churnml.data import file_sha256
+from churnml.digests import file_sha256
 
 #: Types our churn pipeline needs beyond skops' built-in safe set. Widening this list is a
 #: security decision: add a type only after checking it cannot run code on load.

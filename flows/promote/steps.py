@@ -12,7 +12,7 @@ import pandas as pd
 
 from churnml import prepare
 from churnml.config import ConfigError
-from churnml.data import DataValidationError, frame_digest, load_dataset
+from churnml.digests import frame_digest
 from churnml.evaluate import holdout_metrics
 from churnml.promotion import (
     PROMOTED,
@@ -27,6 +27,8 @@ from churnml.promotion import (
     decide,
     parse_holdout_spec,
 )
+from churnml.reading import load_dataset
+from churnml.schema import DataValidationError
 from sweepflow import settings as environment
 from tracking import promotion, versions
 from tracking.model_files import ModelFileError
