@@ -34,7 +34,7 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 from mlflow.models import Model
 
-from churnml.data import file_sha256
+from churnml.digests import file_sha256
 from tracking.model_files import ModelFileError, load_model_file
 from tracking.tags import TAG_ARTIFACT_SHA256, TAG_SKOPS_PATH, TAG_SKOPS_SHA256
 
