@@ -91,15 +91,31 @@ def save_model(sk_model: Any, path: str, mlflow_model: Model | None = None, **kw
 
 
 def log_churn_model(model: Any, *, name: str, run_id: str, **kwargs: Any) -> Any:
-    """Log ``model`` under ``run_id`` as described in the module docstring; MLflow's ModelInfo."""
+    """Log ``model`` under ``run_id`` as described in the module docstring; MLflow's ModelInfo.
+
+    The logged model is created in the run's own experiment first: left to ``Model.log`` it
+    lands in the default experiment "0" (whose artifact folder is relative to the working
+    directory), not beside the sweep that made it.
+    """
     import sys
 
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    run = client.get_run(run_id)
+    logged = client.create_logged_model(
+        experiment_id=run.info.experiment_id,
+        name=name,
+        source_run_id=run_id,
+        params={key: str(value) for key, value in run.data.params.items()},
+    )
     return Model.log(
         artifact_path=None,
         name=name,
         flavor=sys.modules[__name__],
         flavor_name="sklearn",
         run_id=run_id,
+        model_id=logged.model_id,
         sk_model=model,
         serialization_format="skops",
         **kwargs,
