@@ -9,6 +9,8 @@ import os
 import typer
 from rich.console import Console
 
+from sweepflow import settings
+
 console = Console()
 errors = Console(stderr=True)
 
@@ -30,13 +32,16 @@ def process_defaults() -> None:
 
     - the temporary server gets the time its first start takes (see above);
     - its anonymous usage report is off: with no internet it only printed "database is locked"
-      tracebacks and "Failed to send telemetry" errors on the console.
+      tracebacks and "Failed to send telemetry" errors on the console;
+    - and what every process of ours runs with (``sweepflow.settings.FORCED_ENVIRONMENT``: no
+      pickle loading through MLflow), whatever the user exported.
     """
     if not os.environ.get("PREFECT_API_URL"):
         os.environ.setdefault(
             "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", LOCAL_SERVER_START_SECONDS
         )
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    settings.force_process_environment()
 
 
 def fail(message: str, code: int = EXIT_BAD_INPUT) -> typer.Exit:

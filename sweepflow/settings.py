@@ -11,11 +11,31 @@ arguments) may read it.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+#: What every process of ours runs with, whatever the environment it started from said.
+FORCED_ENVIRONMENT = {
+    # Our processes never deserialize pickles through MLflow (model files go through skops),
+    # even when the environment a command starts from allows it.
+    "MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "false",
+    # Against a tracking server MLflow prints "View run ... at" to stdout for every run it ends,
+    # from every parallel trial; the sweep's summary and logs give those links once.
+    "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
+}
+
+
+def force_process_environment() -> None:
+    """Apply :data:`FORCED_ENVIRONMENT` to this process (MLflow reads it when used).
+
+    Called when a command starts (``cli``) and whenever a tracking client is made (the flows'
+    tasks in a worker's flow run, a Dask worker's trials): never on import.
+    """
+    os.environ.update(FORCED_ENVIRONMENT)
 
 
 class ConfigError(ValueError):

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 import pickle
+import subprocess
+import sys
+from pathlib import Path
 
 import mlflow.sklearn
 import optuna
@@ -12,7 +15,6 @@ from mlflow.exceptions import MlflowException
 from sklearn.linear_model import LogisticRegression
 
 import studies
-import tracking.store  # noqa: F401 - importing it switches MLflow's pickle loading off
 from churnml.config import ConfigError, DataConfig, SweepConfig
 from churnml.data import validate_frame
 from churnml.model import build_pipeline, fit_quietly
@@ -24,11 +26,92 @@ SECRET = "s3cretpw"
 
 
 def test_mlflow_pickle_deserialization_is_off_for_our_processes(tmp_path):
+    connect()  # what every command and task does before it talks to MLflow
     assert os.environ["MLFLOW_ALLOW_PICKLE_DESERIALIZATION"] == "false"
     model = LogisticRegression().fit([[0.0], [1.0]], [0, 1])
     mlflow.sklearn.save_model(model, tmp_path / "pickled", serialization_format="cloudpickle")
     with pytest.raises(MlflowException, match="MLFLOW_ALLOW_PICKLE_DESERIALIZATION"):
         mlflow.sklearn.load_model(str(tmp_path / "pickled"))
+
+
+#: Run in a fresh interpreter whose environment allows pickles: our process start, then a
+#: pickled MLflow model. Prints what happened.
+UNPICKLE_ATTEMPT = """
+import sys
+{start}
+import mlflow.sklearn
+try:
+    mlflow.sklearn.load_model(sys.argv[1])
+except Exception as error:
+    print("refused:", type(error).__name__, error)
+else:
+    print("UNPICKLED")
+"""
+
+PROCESS_STARTS = {
+    # The command line's start, as any `sweepflow` command runs it.
+    "command line": "from cli.common import process_defaults; process_defaults()",
+    # A flow run in a Prefect worker: its tasks make a tracking client first.
+    "flow run in a worker": "from tracking.store import connect; connect()",
+}
+
+
+@pytest.fixture
+def pickled_model(tmp_path):
+    model = LogisticRegression().fit([[0.0], [1.0]], [0, 1])
+    mlflow.sklearn.save_model(model, tmp_path / "pickled", serialization_format="cloudpickle")
+    return tmp_path / "pickled"
+
+
+@pytest.mark.parametrize("start", PROCESS_STARTS.values(), ids=PROCESS_STARTS.keys())
+def test_no_unpickling_even_when_the_environment_allows_it(pickled_model, tmp_path, start):
+    env = {
+        **os.environ,
+        "MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "true",
+        "SWEEPFLOW_MLRUNS": str(tmp_path / "mlruns"),
+    }
+    env.pop("MLFLOW_TRACKING_URI", None)
+    done = subprocess.run(
+        [sys.executable, "-c", UNPICKLE_ATTEMPT.format(start=start), str(pickled_model)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=Path(__file__).resolve().parents[1],
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "refused: MlflowException" in done.stdout, done.stdout + done.stderr[-2000:]
+    assert "MLFLOW_ALLOW_PICKLE_DESERIALIZATION" in done.stdout
+
+
+def _trial_in_a_dask_worker(path: str) -> str:
+    """What a Dask worker does for a trial (a tracking client first), then a pickled model."""
+    import mlflow.sklearn
+
+    from tracking.store import client_for, resolve_target
+
+    client_for(resolve_target())
+    try:
+        mlflow.sklearn.load_model(path)
+    except Exception as error:
+        return f"refused: {type(error).__name__} {error}"
+    return "UNPICKLED"
+
+
+@pytest.mark.slow
+def test_no_unpickling_in_dask_worker_processes(pickled_model, monkeypatch):
+    from distributed import Client, LocalCluster
+
+    # Worker processes inherit the environment: it allows pickles.
+    monkeypatch.setenv("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "true")
+    with (
+        LocalCluster(
+            n_workers=1, processes=True, threads_per_worker=1, dashboard_address=None
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        outcome = client.submit(_trial_in_a_dask_worker, str(pickled_model)).result(timeout=120)
+    assert outcome.startswith("refused: MlflowException"), outcome
 
 
 def test_our_model_loader_never_unpickles(tmp_path, monkeypatch):

@@ -21,10 +21,10 @@ from typing import Any
 
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
-from mlflow.exceptions import MlflowException
 from mlflow.utils.mlflow_tags import MLFLOW_RUN_NOTE
 
 from churnml.promotion import Decision
+from tracking import versions
 from tracking.registry import set_alias
 from tracking.store import TrackingTarget, ensure_experiment
 from tracking.tags import (
@@ -68,10 +68,8 @@ def holdout_spec_of_run(client: MlflowClient, run_id: str | None) -> str | None:
 
 def current_champion(client: MlflowClient, name: str) -> str | None:
     """The version holding ``champion`` now, or None."""
-    try:
-        return str(client.get_model_version_by_alias(name, CHAMPION).version)
-    except MlflowException:  # no such alias (or model): no champion
-        return None
+    holder = versions.alias_holder(client, name, CHAMPION)
+    return None if holder is None else str(holder.version)
 
 
 def record_decision(client: MlflowClient, target: TrackingTarget, decision: Decision) -> Decision:

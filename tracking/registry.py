@@ -57,13 +57,6 @@ def find_version_for_run(client: MlflowClient, name: str, run_id: str) -> ModelV
     return min(versions, key=lambda v: int(v.version)) if versions else None
 
 
-def _alias_holder(client: MlflowClient, name: str, alias: str) -> ModelVersion | None:
-    try:
-        return client.get_model_version_by_alias(name, alias)
-    except MlflowException:
-        return None
-
-
 def _is_insert_race(error: MlflowException) -> bool:
     """Whether ``error`` is a unique-key clash from two writers inserting the same row at once.
 
@@ -144,7 +137,7 @@ def register_best_model(
         )
     version = existing.version
     set_alias(client, model_name, CHALLENGER, version)
-    if _alias_holder(client, model_name, CHAMPION) is None:
+    if versions.alias_holder(client, model_name, CHAMPION) is None:
         set_alias(client, model_name, CHAMPION, version)
     aliases = tuple(client.get_model_version(model_name, version).aliases)
     return RegisteredVersion(
@@ -164,7 +157,7 @@ def tag_version(client: MlflowClient, name: str, version: str, tags: Mapping[str
 
 def champion_params(client: MlflowClient, name: str) -> tuple[str, dict[str, Any]] | None:
     """(version, params) of the current ``champion`` of ``name``, when it has recorded params."""
-    holder = _alias_holder(client, name, CHAMPION)
+    holder = versions.alias_holder(client, name, CHAMPION)
     if holder is None or TAG_PARAMS not in holder.tags:
         return None
     try:

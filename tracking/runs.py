@@ -95,8 +95,12 @@ def log_training_data(
     dataset_source: Any = source
     if source is None:
         dataset_source = CodeDatasetSource(tags={k: str(v) for k, v in (generator or {}).items()})
-    with warnings.catch_warnings():  # the integer target cannot hold NaN: true and harmless
+    with warnings.catch_warnings():
+        # The integer target cannot hold NaN: true and harmless.
         warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer")
+        # A local path matches MLflow's two registrations of its local-file source (schemes ""
+        # and "file", the same class): it says so, and the choice is the same either way.
+        warnings.filterwarnings("ignore", message="The specified dataset source can be interp")
         dataset = from_pandas(
             frame, source=dataset_source, targets=target, name=name, digest=digest
         )

@@ -177,24 +177,10 @@ def _on_sqlite_connect(connection: Any, _record: Any) -> None:
         cursor.close()
 
 
-#: MLflow settings every process of ours runs with, whatever its environment said.
-PROCESS_MLFLOW_SETTINGS = {
-    # Our processes never deserialize pickles through MLflow (model files go through skops),
-    # even when the environment a command starts from allows it.
-    "MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "false",
-    # Against a tracking server MLflow prints "View run ... at" to stdout for every run it ends,
-    # from every parallel trial; the sweep's summary and logs give those links once.
-    "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
-}
-
-
 def guard_process() -> None:
-    """Apply :data:`PROCESS_MLFLOW_SETTINGS` to this process (MLflow reads them when used).
-
-    Called whenever a client is made, in every process that talks to MLflow: the command line,
-    a worker's flow run, a Dask worker's trial. Not on import.
-    """
-    os.environ.update(PROCESS_MLFLOW_SETTINGS)
+    """Force our process settings (no pickle loading through MLflow, no run links printed);
+    see :data:`sweepflow.settings.FORCED_ENVIRONMENT`."""
+    settings.force_process_environment()
 
 
 def _client(target: TrackingTarget) -> MlflowClient:

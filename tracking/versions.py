@@ -31,6 +31,7 @@ from typing import Any
 
 import mlflow.artifacts
 from mlflow import MlflowClient
+from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.models import Model
 
@@ -120,13 +121,21 @@ def get_version(client: MlflowClient, name: str, version: int | str) -> VersionR
         raise
 
 
-def by_alias(client: MlflowClient, name: str, alias: str) -> VersionRef | None:
-    """The version holding ``alias``, or None when no version holds it."""
+def alias_holder(client: MlflowClient, name: str, alias: str) -> ModelVersion | None:
+    """The model version holding ``alias``, or None (no such alias, or no such model).
+
+    The one lookup of an alias: registration, promotion and scoring all ask here.
+    """
     try:
-        holder = client.get_model_version_by_alias(name, alias)
+        return client.get_model_version_by_alias(name, alias)
     except MlflowException:
         return None
-    return _ref(client, name, holder.version)
+
+
+def by_alias(client: MlflowClient, name: str, alias: str) -> VersionRef | None:
+    """The version holding ``alias``, or None when no version holds it."""
+    holder = alias_holder(client, name, alias)
+    return None if holder is None else _ref(client, name, holder.version)
 
 
 def require_alias(client: MlflowClient, name: str, alias: str) -> VersionRef:
