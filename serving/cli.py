@@ -20,7 +20,7 @@ from serving.app import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_ROWS, create_app
 from serving.live import AliasFollower, LiveModel, load_served, resolve
 
 #: Environment variable handing the settings to uvicorn worker processes.
-SETTINGS_VARIABLE = "SWEEPFLOW_SERVE_SETTINGS"
+SETTINGS_VARIABLE = "SWEEPFLOW_SERVE_WORKER_SETTINGS"
 #: Seconds between two looks at the alias (the swap bound is this plus the load time).
 DEFAULT_POLL_SECONDS = 2.0
 
