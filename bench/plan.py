@@ -1,0 +1,79 @@
+"""What the benchmark runs: the variants, the datasets, the search space; what a run measured."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+#: The bench's search space: the default one with forests of 10-60 trees instead of 50-300, so
+#: 40 trials fit the time budget. Shorter trials make our per-trial cost weigh more, not less.
+BENCH_SPACE: dict[str, Any] = {"n_estimators": {"low": 10, "high": 60, "log": True}}
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One way of running the search."""
+
+    name: str
+    kind: str  # "bare" or "sweep"
+    parallel: int
+    prefect: str = "none"  # "none", "temporary" or "server"
+    #: Run on the store of this earlier variant (a second sweep) instead of a fresh one.
+    store_of: str | None = None
+    clear_cache: bool = False
+    #: Trials of a second sweep: only its time to first trial is measured.
+    trials: int | None = None
+
+
+VARIANTS = (
+    Variant("bare-p1", "bare", 1),
+    Variant("sweep-p1", "sweep", 1, "temporary"),
+    Variant("bare-p2", "bare", 2),
+    Variant("sweep-p2", "sweep", 2, "temporary"),
+    Variant("sweep-p2-server", "sweep", 2, "server"),
+    Variant("second-nocache", "sweep", 2, "temporary", "sweep-p2", clear_cache=True, trials=2),
+    Variant("second-cached", "sweep", 2, "temporary", "sweep-p2", trials=2),
+)
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """The rows a search runs on, and its trial budget."""
+
+    name: str
+    data: dict[str, Any]
+    trials: int
+
+
+@dataclass
+class Measurement:
+    """What one worker run measured (all times in seconds, memory in MiB)."""
+
+    variant: str
+    dataset: str
+    repeat: int
+    wall: float
+    imports: float
+    server: float
+    ttft: float
+    steady: float
+    trials: int
+    states: dict[str, int]
+    params: list[Any]
+    peak_rss_mb: float
+    #: Peak minus the size once imports (and the temporary server) were done: what the data
+    #: and the search added.
+    growth_mb: float
+    #: CPU seconds (user + system) of the whole tree from first trial start to last trial end,
+    #: the running server's included: the work done, which others' load hardly changes.
+    steady_cpu: float = 0.0
+    server_rss_mb: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def per_trial(self) -> float:
+        return self.steady / self.trials
+
+    @property
+    def trials_per_s(self) -> float:
+        return self.trials / self.steady
