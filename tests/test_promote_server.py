@@ -3,7 +3,8 @@
 The server runs on 127.0.0.1 on a free port with a SQLite store and an artifact folder in a temp
 dir, and is stopped at the end of the module. Two tiny sweeps register a weak v1 (champion) and
 a strong v2 (challenger) on the same built-in data, so both are scored on the same holdout.
-Tests run in file order and build on each other's registry state.
+Each test starts from a known registry state (:func:`fresh`: aliases, decision tags and history
+put back), so the tests hold in any order and alone.
 """
 
 from __future__ import annotations
@@ -29,10 +30,12 @@ from churnml.promotion import KEPT, PROMOTED, REFUSED, PromoteConfig
 from churnml.scoring import PROBABILITY_COLUMN, VERSION_COLUMN
 from churnml.synthetic import generate_bank_churn
 from cli import common as cli
+from cli.main import app
 from flows.promote.flow import promote
 from flows.promote.steps import read_history
 from tests.servers import BIN, free_port, start, stop, wait_for_http
 from tracking import promotion, registry, runs, versions
+from tracking import tags as tags_
 from tracking.model_files import save_model_file
 from tracking.store import connect, ensure_experiment, resolve_target
 
@@ -143,7 +146,7 @@ def prefect_artifact(flow_run_id: str, key: str) -> str:
 
 
 def invoke(*args: str):
-    return runner.invoke(cli.app, list(args))
+    return runner.invoke(app, list(args))
 
 
 def client():
@@ -154,13 +157,46 @@ def champion() -> str:
     return str(client().get_model_version_by_alias(MODEL, "champion").version)
 
 
-def test_two_versions_registered_over_http(server, two_versions):
+#: Each version's tags as first seen, before any test decided about it.
+_BASELINE: dict[str, dict[str, str]] = {}
+
+
+def fresh(champion: str = "1", challenger: str = "2") -> None:
+    """Put the registry back to a known state: these aliases, no decision recorded, every
+    version's tags as registered."""
+    mlflow_client = client()
+    for version in mlflow_client.search_model_versions(f"name = '{MODEL}'"):
+        tags = _BASELINE.setdefault(
+            version.version,
+            {k: v for k, v in version.tags.items() if not k.startswith(tags_.VERSION_PREFIX)},
+        )
+        for key in set(version.tags) - set(tags):
+            mlflow_client.delete_model_version_tag(MODEL, version.version, key)
+        for key, value in tags.items():
+            if version.tags.get(key) != value:
+                mlflow_client.set_model_version_tag(MODEL, version.version, key, value)
+    model = mlflow_client.get_registered_model(MODEL)
+    for key in model.tags:
+        if key.startswith(tags_.HISTORY_PREFIX):
+            mlflow_client.delete_registered_model_tag(MODEL, key)
+    mlflow_client.set_registered_model_alias(MODEL, "champion", champion)
+    mlflow_client.set_registered_model_alias(MODEL, "challenger", challenger)
+
+
+@pytest.fixture
+def registered(two_versions):
+    """v1 champion, v2 challenger, nothing decided yet."""
+    fresh()
+    return two_versions
+
+
+def test_two_versions_registered_over_http(server, registered):
     url, _ = server
-    weak, strong = two_versions
+    weak, strong = registered
     assert resolve_target().tracking_uri == url
     assert (weak.model_version, strong.model_version) == ("1", "2")
     assert champion() == "1"
-    for summary in two_versions:
+    for summary in registered:
         version = client().get_model_version(MODEL, summary.model_version)
         assert len(version.tags[versions.TAG_ARTIFACT_SHA256]) == 64
         spec = client().get_run(summary.parent_run_id).data.params[promotion.PARAM_HOLDOUT_SPEC]
@@ -168,8 +204,8 @@ def test_two_versions_registered_over_http(server, two_versions):
     assert strong.holdout["roc_auc"] > weak.holdout["roc_auc"]
 
 
-def test_a_challenger_short_of_the_margin_is_kept(two_versions):
-    weak, strong = two_versions
+def test_a_challenger_short_of_the_margin_is_kept(registered):
+    weak, strong = registered
     decision = promote(config=PromoteConfig(model_name=MODEL, margin=0.5))
     assert decision.outcome == KEPT
     assert "does not win by more than the margin" in decision.reason
@@ -201,7 +237,7 @@ def test_a_challenger_short_of_the_margin_is_kept(two_versions):
     assert "**kept**" in markdown and strong.data_digest in markdown
 
 
-def test_a_better_challenger_is_promoted(two_versions, wide_console, monkeypatch):
+def test_a_better_challenger_is_promoted(registered, wide_console, monkeypatch):
     import prefect.events
 
     from flows.events import CHAMPION_EVENT
@@ -216,11 +252,11 @@ def test_a_better_challenger_is_promoted(two_versions, wide_console, monkeypatch
     (event,) = emitted
     assert event["event"] == CHAMPION_EVENT
     assert event["payload"]["version"] == "2" and event["payload"]["previous_version"] == "1"
-    assert event["payload"]["holdout_roc_auc"] == pytest.approx(two_versions[1].holdout["roc_auc"])
+    assert event["payload"]["holdout_roc_auc"] == pytest.approx(registered[1].holdout["roc_auc"])
 
 
-def test_a_worse_challenger_is_refused(two_versions):
-    client().set_registered_model_alias(MODEL, "challenger", "1")
+def test_a_worse_challenger_is_refused(registered):
+    fresh(champion="2", challenger="1")  # the strong v2 holds champion; the weak v1 challenges
     decision = promote(config=PromoteConfig(model_name=MODEL))
     assert decision.outcome == KEPT
     assert champion() == "2"
@@ -234,7 +270,8 @@ def quieted(monkeypatch) -> list[bool]:
     return calls
 
 
-def test_rollback_moves_the_champion_back(two_versions, wide_console, monkeypatch):
+def test_rollback_moves_the_champion_back(registered, wide_console, monkeypatch):
+    fresh(champion="2")  # v2 was promoted; roll back to v1
     quiet = quieted(monkeypatch)
     result = invoke("promote", "--model-name", MODEL, "--to-version", "1")
     assert result.exit_code == 0, result.output
@@ -250,7 +287,17 @@ def test_rollback_to_a_missing_version_is_one_line():
     assert result.output.strip() == f"error: {MODEL} has no version 99"
 
 
-def test_history_says_who_was_champion_when_and_why(two_versions, wide_console):
+def make_history() -> None:
+    """Four decisions: kept short of the margin, promoted, a worse challenger kept, rollback."""
+    promote(config=PromoteConfig(model_name=MODEL, margin=0.5))
+    promote(config=PromoteConfig(model_name=MODEL))
+    client().set_registered_model_alias(MODEL, "challenger", "1")
+    promote(config=PromoteConfig(model_name=MODEL))
+    promote(config=PromoteConfig(model_name=MODEL, to_version=1))
+
+
+def test_history_says_who_was_champion_when_and_why(registered, wide_console):
+    make_history()
     found = read_history(MODEL, resolve_target())
     assert [p.version for p in found.periods] == ["1", "2", "1"]
     assert [p.end is None for p in found.periods] == [False, False, True]
@@ -266,7 +313,7 @@ def test_history_says_who_was_champion_when_and_why(two_versions, wide_console):
     assert "now" in result.output
 
 
-def test_score_a_csv_with_the_champion(two_versions, tmp_path, wide_console, monkeypatch):
+def test_score_a_csv_with_the_champion(registered, tmp_path, wide_console, monkeypatch):
     quiet = quieted(monkeypatch)
     frame = generate_bank_churn(250, seed=11).drop(columns="Exited")
     frame["Comment"] = "ignored"
@@ -311,7 +358,7 @@ def test_score_refuses_a_file_without_a_feature_column(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def third_version(server, two_versions, tmp_path_factory):
+def registered_third(server, two_versions, tmp_path_factory):
     """v3, registered without a standalone file (as on a machine that never had it)."""
     clean = validate_frame(generate_bank_churn(400, seed=4), source="t", cv_folds=2)
     features = clean.drop(columns="Exited")
@@ -335,6 +382,13 @@ def third_version(server, two_versions, tmp_path_factory):
     evaluation = folder / "eval.csv"
     generate_bank_churn(300, seed=21).to_csv(evaluation, index=False)
     return registered.version, model, evaluation, folder
+
+
+@pytest.fixture
+def third_version(registered_third):
+    """v3 challenger (no standalone file), v1 champion, nothing decided yet."""
+    fresh(challenger=registered_third[0])
+    return registered_third
 
 
 def artifact_file(server_folder: Path, version: str) -> Path:
@@ -397,15 +451,17 @@ def test_a_file_with_untrusted_types_is_never_promoted(third_version):
     registry.tag_version(
         client(), MODEL, version, {"skops_path": crafted, "skops_sha256": file_sha256(crafted)}
     )
+    before = read_history(MODEL, resolve_target())
     decision = promote(config=PromoteConfig(model_name=MODEL, data=evaluation))
     assert decision.outcome == REFUSED
     assert "outside our allowlist" in decision.reason and "posix.system" in decision.reason
     assert champion() == "1"
     history = read_history(MODEL, resolve_target())
-    assert [d.outcome for d in history.decisions][-3:] == [REFUSED, REFUSED, REFUSED]
-    assert [p.version for p in history.periods] == ["1", "2", "1"]
+    assert [d.outcome for d in history.decisions][len(before.decisions) :] == [REFUSED]
+    assert [p.version for p in history.periods] == [p.version for p in before.periods]
 
 
 def test_mlflow_never_unpickles_in_our_process(server):
+    client()  # what every command does first
     assert os.environ.get("MLFLOW_ALLOW_PICKLE_DESERIALIZATION") == "false"
     assert mlflow.get_tracking_uri() == server[0]

@@ -149,7 +149,7 @@ def test_kill_9_mid_trial_then_rerun_finishes_the_budget_exactly(tmp_path, cli_e
 
 def test_two_sweeps_on_one_study_at_once_lose_nothing(tmp_path, cli_env):
     experiment, trials = "together", 3
-    command = sweep_command(tmp_path, experiment, trials, slow=False)
+    command = sweep_command(tmp_path, experiment, trials, slow=True)
     processes = [
         subprocess.Popen(
             command,
@@ -172,6 +172,14 @@ def test_two_sweeps_on_one_study_at_once_lose_nothing(tmp_path, cli_env):
     children = child_runs(experiment)
     assert sorted(int(run.data.tags[tags.TAG_TRIAL]) for run in children) == sorted(numbers)
     assert all(run.info.status == "FINISHED" for run in children)
+    # They ran at once: each sweep's trials ran while the other's did.
+    windows: dict[str, list[int]] = {}
+    for run in children:
+        window = windows.setdefault(run.data.tags["mlflow.parentRunId"], [2**63, 0])
+        window[0] = min(window[0], run.info.start_time)
+        window[1] = max(window[1], run.info.end_time)
+    (first, second) = windows.values()
+    assert max(first[0], second[0]) < min(first[1], second[1]), f"no overlap: {windows}"
 
 
 def small(experiment: str, **overrides) -> SweepConfig:

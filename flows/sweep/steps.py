@@ -78,7 +78,7 @@ def start_sweep_run(
     generator = None
     if data.path is None:
         generator = {
-            "generator": "churnml.data.generate_bank_churn",
+            "generator": "churnml.synthetic.generate_bank_churn",
             "rows": config.data.synthetic_rows,
             "seed": config.data.synthetic_seed,
         }
