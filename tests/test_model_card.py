@@ -134,3 +134,53 @@ def test_an_unknown_version_is_refused_by_the_registry():
     client = connect()
     with pytest.raises(MlflowException):
         model_card.write_model_card(client, "no-such-model", "1")
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("prefect_harness")
+def test_card_of_a_real_sweep_and_its_pyfunc(tmp_path):
+    """After a real (tiny) sweep, the one call fills the card from what the sweep recorded."""
+    import mlflow.pyfunc
+
+    from churnml.config import SweepConfig
+    from churnml.synthetic import generate_bank_churn
+    from flows.sweep.flow import sweep
+    from tracking.model_files import load_model_file
+
+    config = SweepConfig.model_validate(
+        {
+            "data": {"synthetic_rows": 900, "synthetic_seed": 2},
+            "n_trials": 3,
+            "parallel": 1,
+            "cv_folds": 3,
+            "experiment_name": "card-sweep",
+            "model_name": "card-sweep-model",
+            "search_space": {"n_estimators": {"low": 10, "high": 20}},
+        }
+    )
+    summary = sweep(config=config)
+    client = connect()
+    model = load_model_file(summary.skops_path, expected_sha256=summary.skops_sha256)
+    card = model_card.write_model_card(
+        client, config.model_name, summary.model_version, model=model
+    )
+    assert client.get_model_version(config.model_name, summary.model_version).description == card
+    assert "synthetic" in card and "(900 rows" in card
+    assert f"`{summary.data_digest}`" in card and summary.skops_sha256 in card
+    assert "3 trials (" in card and "3-fold CV" in card and "n_estimators 10-20" in card
+    assert (
+        f"{summary.best_cv_auc:.4f}" in card and f"roc_auc {summary.holdout['roc_auc']:.4f}" in card
+    )
+    assert "artifactPath/model/" in card and "**Limits.**" in card
+    for feature in summary.selected_features:
+        assert feature in card
+
+    rows = generate_bank_churn(50, seed=9)
+    pyfunc = mlflow.pyfunc.load_model(f"models:/{config.model_name}@champion")
+    probabilities = pyfunc.predict(rows)
+    assert probabilities.shape == (50,)
+    from churnml.schema import to_features
+    from churnml.scoring import predict_churn
+
+    expected = predict_churn(model, to_features(rows, source="t"))
+    assert probabilities.tolist() == pytest.approx(expected.tolist(), abs=1e-12)
