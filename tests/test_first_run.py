@@ -51,3 +51,38 @@ def test_first_sweep_on_a_fresh_prefect_home_succeeds_with_a_clean_console(tmp_p
     assert "champion" in result.stdout
     for noise in NOISE:
         assert noise not in console, f"{noise!r} on the console:\n{console[-3000:]}"
+
+
+def run_command(home: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(SWEEPFLOW), *args],
+        env=newcomer_environment(home),
+        cwd=home,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def assert_clean(result: subprocess.CompletedProcess, command: str) -> None:
+    console = result.stdout + result.stderr
+    assert result.returncode == 0, f"{command}: {console[-3000:]}"
+    for noise in NOISE:
+        assert noise not in console, f"{command}: {noise!r} on the console:\n{console[-3000:]}"
+
+
+@pytest.mark.slow
+def test_the_readme_commands_after_a_first_sweep_print_no_noise(tmp_path):
+    """Score, promote and history, run directly as the docs say, on a fresh Prefect home."""
+    home = tmp_path / "newcomer"
+    home.mkdir()
+    data = home / "customers.csv"
+    assert_clean(run_command(home, "generate-data", "--out", str(data), "--rows", "700"), "data")
+    sweep = ["sweep", "--data", str(data), "--trials", "2", "--parallel", "1", "--folds", "2"]
+    assert_clean(run_command(home, *sweep), "sweep")
+    assert_clean(run_command(home, *sweep, "--seed", "1"), "second sweep")
+    scored = home / "scored.csv"
+    assert_clean(run_command(home, "score", "--data", str(data), "--out", str(scored)), "score")
+    assert scored.exists()
+    assert_clean(run_command(home, "promote"), "promote")
+    assert_clean(run_command(home, "history"), "history")
