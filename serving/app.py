@@ -272,7 +272,7 @@ def _json_rows(body: bytes) -> pd.DataFrame:
             raise RequestRefused(
                 422, f"record {number} is {type(record).__name__}, not an object of columns"
             )
-    return pd.DataFrame.from_records(data) if data else pd.DataFrame()
+    return pd.DataFrame(data) if data else pd.DataFrame()
 
 
 def _csv_rows(body: bytes) -> pd.DataFrame:

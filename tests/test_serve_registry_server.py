@@ -3,8 +3,8 @@
 An ``mlflow server`` (SQLite store, artifacts in a temp folder) holds two versions registered by
 our registration code over HTTP. ``mlflow models serve --env-manager local`` answers JSON
 records of both real files with the probabilities our own scoring gives; ``sweepflow serve``
-follows ``champion`` while promotion's own recording code (``tracking.promotion``) promotes
-and rolls back, with requests running throughout.
+follows ``champion`` while the promotion flow behind ``sweepflow promote`` and ``rollback``
+promotes v2 and rolls back to v1, with requests running throughout.
 """
 
 from __future__ import annotations
@@ -19,13 +19,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from churnml.promotion import PROMOTED, ROLLED_BACK, Decision
-from churnml.schema import to_features
+from churnml.promotion import PROMOTED, ROLLED_BACK, PromoteConfig
+from churnml.schema import DEFAULT_TARGET, to_features
 from churnml.scoring import predict_churn
+from churnml.synthetic import generate_bank_churn
 from tests.registered import Traffic, fit_small_model, register, sweepflow_serve
 from tests.servers import BIN, free_port, launch_mlflow_server, running, start, stop, wait_for_http
-from tracking import promotion, versions
-from tracking.store import connect, resolve_target
+from tracking import versions
+from tracking.store import connect
 
 pytestmark = pytest.mark.slow
 
@@ -41,26 +42,14 @@ def registry_server(tmp_path_factory) -> Iterator[tuple[str, dict]]:
         patch.setenv("MLFLOW_TRACKING_URI", server.url)
         patch.setenv("MLFLOW_REGISTRY_URI", server.url)
         client = connect()
-        models = {}
-        for number in ("1", "2"):
-            models[number] = fit_small_model(seed=int(number))
-            assert register(client, MODEL, models[number]).version == number
+        # v1 learns from shuffled labels, so the promotion of v2 is certain on any seed.
+        noise = generate_bank_churn(600, seed=1)
+        noise[DEFAULT_TARGET] = noise[DEFAULT_TARGET].sample(frac=1, random_state=0).to_numpy()
+        models = {"1": fit_small_model(noise, seed=1), "2": fit_small_model(seed=2)}
+        for number, model in models.items():
+            assert register(client, MODEL, model).version == number
         yield server.url, models
     connect()  # MLflow's global URIs back to the local test store
-
-
-def decide(action: str, before: str, after: str) -> Decision:
-    return Decision(
-        action=action,
-        outcome=PROMOTED if action == "promote" else ROLLED_BACK,
-        model_name=MODEL,
-        candidate=after,
-        champion_before=before,
-        champion_after=after,
-        metric="roc_auc",
-        reason=f"test {action}",
-        time=promotion.utc_now(),
-    )
 
 
 @contextlib.contextmanager
@@ -102,20 +91,25 @@ def test_mlflow_models_serve_answers_probabilities_on_both_real_files(
         assert bad.status_code == 400 and "'Age' must be numeric" in bad.text
 
 
+@pytest.mark.usefixtures("prefect_harness")
 def test_sweepflow_serve_follows_promote_and_rollback_on_the_server(registry_server, tmp_path):
+    from flows.promote.flow import promote
+
     url, _ = registry_server
+    evaluation = tmp_path / "evaluation.csv"
+    generate_bank_churn(400, seed=30).to_csv(evaluation, index=False)
     env = {**os.environ, "MLFLOW_TRACKING_URI": url, "MLFLOW_REGISTRY_URI": url}
-    client = connect()
-    target = resolve_target()
     log = tmp_path / "serve.log"
     with sweepflow_serve(log, "--model-name", MODEL, "--poll-seconds", "0.5", env=env) as served:
         assert httpx.get(f"{served}/health").json()["live_version"] == "1"
         with Traffic(served) as traffic:
-            promotion.record_decision(client, target, decide("promote", "1", "2"))
+            promoted = promote(config=PromoteConfig(model_name=MODEL, data=evaluation))
+            assert promoted.outcome == PROMOTED, promoted.reason
             traffic.wait_for_version("2", timeout=30)
-            promotion.record_decision(client, target, decide("rollback", "2", "1"))
+            back = promote(config=PromoteConfig(model_name=MODEL, to_version=1, data=evaluation))
+            assert back.outcome == ROLLED_BACK, back.reason
             traffic.wait_for_version("1", timeout=30)
     assert {status for _, status, _ in traffic.seen} == {200}
     order = [v for _, _, v in sorted(traffic.seen)]
     assert [v for i, v in enumerate(order) if i == 0 or v != order[i - 1]] == ["1", "2", "1"]
-    assert versions.require_alias(client, MODEL, "champion").version == "1"
+    assert versions.require_alias(connect(), MODEL, "champion").version == "1"
