@@ -17,6 +17,7 @@ load its file (well under a second for the models our sweeps make) after the ali
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 import tempfile
@@ -72,7 +73,7 @@ class LiveModel:
     def swap(self, served: Served) -> None:
         """Serve ``served`` from the next request on."""
         previous = self.served.version
-        self.served = served
+        self.served = dataclasses.replace(served, since=utc_now())
         logger.info("now serving %s v%s (was v%s)", served.name, served.version, previous)
 
     def refuse(self, version: str, reason: str) -> None:
