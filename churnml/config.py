@@ -116,6 +116,33 @@ class SweepConfig(StrictModel):
         default=None, description="Where to write the best model; None: mlruns/models/."
     )
     trial_retries: int = Field(default=1, ge=0, le=5)
+    timeout: float | None = Field(
+        default=None,
+        gt=0,
+        le=7 * 24 * 3600,
+        description="Wall-clock budget of the search in seconds, from the sweep's start: no "
+        "trial starts that the trials so far say cannot finish in it; the best is still "
+        "refit, registered and recorded. None: no time limit.",
+    )
+    patience: int | None = Field(
+        default=None,
+        ge=1,
+        le=10_000,
+        description="Stop when this many trials in a row (of this sweep) brought no gain above "
+        "min_improvement over the best so far. None: never stop for that.",
+    )
+    min_improvement: float = Field(
+        default=0.0,
+        ge=0.0,
+        lt=1.0,
+        description="The CV ROC AUC gain a trial must bring to count as an improvement.",
+    )
+    target_value: float | None = Field(
+        default=None,
+        gt=0.0,
+        le=1.0,
+        description="Stop once a trial reaches this CV ROC AUC. None: no target.",
+    )
     task_runner: Literal["threads", "dask"] = Field(
         default="threads",
         description="Where trials run: this process's thread pool, or a Dask cluster.",

@@ -125,6 +125,26 @@ def sweep(
         str | None, typer.Option(help="Target column (0/1). Default: Exited.")
     ] = None,
     trials: Annotated[int | None, typer.Option(help="Trials to run. Default: 20.")] = None,
+    timeout: Annotated[
+        float | None,
+        typer.Option(
+            help="Wall-clock budget of the search in seconds: no trial starts that cannot "
+            "finish in it; the best is still refit, registered and recorded."
+        ),
+    ] = None,
+    patience: Annotated[
+        int | None,
+        typer.Option(
+            help="Stop after this many trials in a row without a gain above --min-improvement."
+        ),
+    ] = None,
+    min_improvement: Annotated[
+        float | None,
+        typer.Option(help="CV ROC AUC gain that counts as an improvement. Default: 0."),
+    ] = None,
+    target_auc: Annotated[
+        float | None, typer.Option(help="Stop once a trial reaches this CV ROC AUC.")
+    ] = None,
     parallel: Annotated[
         int | None, typer.Option(help="Trials run at once (threads). Default: 2.")
     ] = None,
@@ -198,6 +218,10 @@ def sweep(
                 "task_runner": task_runner,
                 "dask_address": dask_address,
                 "dask_workers": dask_workers,
+                "timeout": timeout,
+                "patience": patience,
+                "min_improvement": min_improvement,
+                "target_value": target_auc,
             },
         )
         check_backends(settings)  # first: an unsafe setup is refused before any data is read
@@ -234,6 +258,7 @@ def print_summary(summary: Any) -> None:
         f"{summary.trials_complete} complete, {summary.trials_pruned} pruned, "
         f"{summary.trials_failed} failed",
     )
+    table.add_row("stopped", summary.stop_reason or "n/a")
     table.add_row(
         "best trial", f"trial-{summary.best_trial:03d}: CV ROC AUC {summary.best_cv_auc:.4f}"
     )

@@ -21,6 +21,8 @@ TAG_RECOVERED = "sweepflow.recovered"
 TAG_SKOPS_SHA256_RUN = "sweepflow.skops_sha256"
 TAG_SKOPS_PATH_RUN = "sweepflow.skops_path"
 TAG_MODEL_VERSION = "sweepflow.model_version"
+#: Why the sweep stopped asking for trials (its budget, time, patience or target).
+TAG_STOP_REASON = "sweepflow.stop_reason"
 TAG_FLOW_RUN = "prefect.flow_run_id"
 TAG_FLOW_RUN_URL = "prefect.flow_run_url"
 TAG_TASK_RUN = "prefect.task_run_id"

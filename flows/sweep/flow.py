@@ -11,6 +11,8 @@ against ~165 ms for processes), or on a Dask cluster with ``task_runner: dask``
 
 from __future__ import annotations
 
+import time
+
 import optuna
 from prefect import flow, get_run_logger
 from prefect.states import Completed
@@ -49,6 +51,7 @@ __all__ = ["SweepFailedError", "SweepSummary", "sweep"]
 )
 def sweep(config: SweepConfig = SweepConfig()) -> SweepSummary:  # noqa: B008 - frozen model
     """Run one hyperparameter sweep and register its best model (see the module docstring)."""
+    started = time.monotonic()  # the time budget (config.timeout) counts from here
     check_backends(config)
     data_key = prepare_data(config)
     data = data_of(data_key)
@@ -64,8 +67,10 @@ def sweep(config: SweepConfig = SweepConfig()) -> SweepSummary:  # noqa: B008 - 
     with steps.failing_sweep_run(context), runtime.held(data_key):
         study, plan = open_study(config, context, previous_study)
         runner = runners.trial_runner(config)
-        with plan.keeper.running() as keeper, runners.opened(runner) as started:
-            results = run_trials(study, config, context, keeper, started)
+        with plan.keeper.running() as keeper, runners.opened(runner) as opened:
+            results, stop_reason = run_trials(
+                study, config, context, keeper, opened, started=started
+            )
         best = steps.pick_best(study, results)
         model, holdout = refit_and_evaluate(best, data_key, config.seed)
         version = register_model(model, context, config, best, holdout)
@@ -85,6 +90,7 @@ def sweep(config: SweepConfig = SweepConfig()) -> SweepSummary:  # noqa: B008 - 
             skops_file=skops_file,
             sha256=sha256,
             plots=plots,
+            stop_reason=stop_reason,
         )
         record_in_prefect(summary, study)
         if version.created and CHAMPION in version.aliases:

@@ -52,6 +52,8 @@ class SweepSummary(BaseModel):
     mlflow_model_url: str
     prefect_ui_hint: str
     plots: PlotReport | None = None
+    #: Why the sweep stopped asking for trials (its budget, or a stopping rule).
+    stop_reason: str = ""
 
 
 def summarize(
@@ -69,6 +71,7 @@ def summarize(
     skops_file: Any,
     sha256: str,
     plots: PlotReport | None,
+    stop_reason: str = "",
 ) -> SweepSummary:
     """The sweep's :class:`SweepSummary` from what its steps returned."""
     complete = sum(1 for r in results if r.state == "COMPLETE")
@@ -105,6 +108,7 @@ def summarize(
         mlflow_model_url=target.model_version_url(version.name, version.version),
         prefect_ui_hint=prefect_ui_hint(context.flow_run_id),
         plots=plots,
+        stop_reason=stop_reason,
     )
 
 
@@ -201,6 +205,7 @@ def summary_markdown(summary: Any) -> str:
         f"Trials this sweep: **{summary.trials_complete} complete**, "
         f"{summary.trials_pruned} pruned, {summary.trials_failed} failed. "
         f"Study: {summary.study_note}; {summary.study_trials} trials in all.",
+        f"Stopped: {summary.stop_reason or 'n/a'}.",
         "## Best trial",
         _table(
             [

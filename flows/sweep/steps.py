@@ -316,7 +316,10 @@ def finish_sweep_run(context: TrialContext, summary: Any) -> None:
         },
         params={f"best_{k}": v for k, v in summary.best_params.items()}
         | {"best_trial": summary.best_trial},
-        tags={tags.TAG_MODEL_VERSION: summary.model_version},
+        tags={
+            tags.TAG_MODEL_VERSION: summary.model_version,
+            tags.TAG_STOP_REASON: tags.tag_value(summary.stop_reason),
+        },
     )
 
 

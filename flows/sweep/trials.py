@@ -4,7 +4,8 @@ ends and its slot refilled at once, so TPE keeps learning while trials run.
 Trials go to a started Dask runner when there is one, else to the flow's thread pool. Between
 trials the study's keeper (``studies.keeper``) fails trials whose heartbeat went stale and takes
 over the budget of sweeps that died; a trial of this sweep failed as lost while it ran does not
-count, and one more trial is asked in its place.
+count, and one more trial is asked in its place. The sweep's stopping rules
+(``churnml.stopping``: a time budget, patience, a target) can end the loop before the budget.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from prefect.futures import PrefectFuture
 import studies
 from churnml.config import SweepConfig
 from churnml.search import suggest_params
+from churnml.stopping import Stopper, StoppingRules
 from flows import runtime
 from flows.sweep import steps
 from flows.sweep.tasks import run_trial
@@ -33,14 +35,36 @@ def run_trials(
     context: TrialContext,
     keeper: studies.SweepKeeper,
     runner: Any | None,
-) -> list[TrialResult]:
-    """Run the sweep's trials (see the module docstring); their results, by trial number."""
+    *,
+    started: float,
+) -> tuple[list[TrialResult], str]:
+    """Run the sweep's trials (see the module docstring) until its budget is done or a
+    stopping rule stops it (``churnml.stopping``, counted from ``started``, a monotonic time).
+
+    Returns the results by trial number, and why the sweep stopped.
+    """
     n_features = len(runtime.prepared(context.data_key, None).encoded_features)
     trial_task = run_trial.with_options(retries=config.trial_retries)
-    loop = TrialLoop(
-        study, config, context, n_features, keeper, trial_task=trial_task, runner=runner
+    best = studies.best_trial(study)
+    stopper = Stopper(
+        StoppingRules.of(config),
+        best_before=None if best is None else float(best.value),
+        started=started,
     )
-    return loop.run()
+    loop = TrialLoop(
+        study,
+        config,
+        context,
+        n_features,
+        keeper,
+        trial_task=trial_task,
+        runner=runner,
+        stopper=stopper,
+    )
+    results = loop.run()
+    reason = stopper.final_reason(len(results))
+    loop.logger.info("trials stopped: %s", reason)
+    return results, reason
 
 
 class TrialLoop:
@@ -56,6 +80,7 @@ class TrialLoop:
         *,
         trial_task: Any,
         runner: Any | None = None,
+        stopper: Stopper | None = None,
     ) -> None:
         self.study = study
         self.config = config
@@ -64,9 +89,11 @@ class TrialLoop:
         self.keeper = keeper
         self.trial_task = trial_task
         self.runner = runner
+        self.stopper = stopper or Stopper(StoppingRules.of(config))
         self.logger = get_run_logger()
         self.results: list[TrialResult] = []
         self.running: dict[PrefectFuture, tuple[optuna.Trial, dict[str, Any]]] = {}
+        self._launched: dict[PrefectFuture, float] = {}
         self.asked = 0
         self._finished_one = threading.Event()
         self._recovered: list[str] = []
@@ -87,7 +114,7 @@ class TrialLoop:
         while True:
             self._fill_slots()
             if not self.running:
-                if self.asked >= keeper.budget:
+                if self.asked >= keeper.budget or not self.stopper.may_launch():
                     break
                 # The rest of the budget waits for crashed sweeps' trials to go stale and be
                 # retried, so that their retries run in this sweep.
@@ -112,7 +139,7 @@ class TrialLoop:
             self.config.parallel - len(self.running),
             keeper.budget - keeper.pending - self.asked,
         )
-        if free > 0:
+        if free > 0 and self.stopper.may_launch():
             self._launch(free)
 
     def _launch(self, count: int) -> None:
@@ -140,8 +167,10 @@ class TrialLoop:
             if self.runner is None
             else self.runner.map(self.trial_task, parameters)  # Task.map with a flow's runner
         )
+        now = time.monotonic()
         for future in futures:
             future.add_done_callback(lambda _: self._finished_one.set())
+            self._launched[future] = now
         self.running.update(zip(futures, wave, strict=True))
 
     def _wait_some(self, timeout: float) -> list[PrefectFuture]:
@@ -157,6 +186,7 @@ class TrialLoop:
         """Tell Optuna how a trial ended; a trial failed as lost meanwhile is asked again."""
         future.wait()  # records the final state locally (the API may lag behind)
         trial, params = self.running.pop(future)
+        seconds = time.monotonic() - self._launched.pop(future)
         self.keeper.release(trial)
         state = future.state
         if state.is_completed():
@@ -196,6 +226,7 @@ class TrialLoop:
             self.asked -= 1  # it was failed as lost and does not count: ask one more
             return
         self.results.append(result)
+        self.stopper.record(result.state, result.value, seconds)
 
     # ------------------------------------------------------------------ between trials
 
