@@ -9,7 +9,7 @@ ARGS   ?=
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 
 .PHONY: install sweep test test-fast lint format mlflow-ui prefect-ui server pool deploy worker \
-	run-now notifications team-worker team-run bench clean help
+	run-now notifications team-worker team-run bench bench-serve clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -38,6 +38,9 @@ test-fast: $(STAMP)  ## the tests not marked slow
 # Not part of `make test`: the benchmark takes minutes (tests/test_bench.py runs it tiny).
 bench: $(STAMP)  ## bare Optuna vs our sweep, side by side (~10 min a repetition; BENCH_ARGS="--repeats 3")
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
+bench-serve: $(STAMP)  ## sweepflow serve vs mlflow models serve, side by side (~3 min)
+	$(BIN)/python -m bench.serve $(BENCH_ARGS)
 
 lint: $(STAMP)  ## ruff lint and format check, and the import layers (lint-imports)
 	$(BIN)/ruff check .

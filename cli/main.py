@@ -14,6 +14,7 @@ import typer
 
 from cli import misc, registry, score, sweep
 from cli.common import fail, process_defaults
+from serving.cli import serve
 from sweepflow import settings
 
 app = typer.Typer(
@@ -41,3 +42,4 @@ app.command("history")(registry.history)
 app.command("score")(score.score)
 app.command("notifications")(misc.notifications)
 app.command("generate-data")(misc.generate_data)
+app.command("serve")(serve)

@@ -72,7 +72,12 @@ def build_app(settings: ServeSettings):
 def app_from_env():
     """uvicorn's factory in each worker process: the settings come in the environment."""
     _log_to_stderr()
-    return build_app(ServeSettings.model_validate_json(os.environ[SETTINGS_VARIABLE]))
+    from sweepflow import settings as environment
+
+    passed = environment.current().sweepflow_serve_worker_settings
+    if passed is None:  # pragma: no cover - only `sweepflow serve --workers N` starts these
+        raise RuntimeError(f"{SETTINGS_VARIABLE} is not set: start workers with sweepflow serve")
+    return build_app(ServeSettings.model_validate_json(passed))
 
 
 def _log_to_stderr() -> None:

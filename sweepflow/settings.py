@@ -78,6 +78,9 @@ class Settings(BaseSettings):
     prefect_ui_url: str | None = None
     #: Largest data file (bytes) a sweep or score reads; unset: what the machine's memory allows.
     sweepflow_max_data_bytes: int | None = Field(default=None, ge=1)
+    #: Set by ``sweepflow serve`` for its own uvicorn worker processes (the service's settings
+    #: as JSON); not for users.
+    sweepflow_serve_worker_settings: str | None = None
 
     @field_validator(
         "mlflow_tracking_uri",

@@ -312,6 +312,12 @@ def test_mlflow_registered_model_shows_its_aliases(stack, browser):
     browser.save_screenshot(str(SCREENSHOTS / "mlflow-registered-model.png"))
 
 
+def test_mlflow_model_version_page_shows_the_model_card(stack, browser):
+    browser.get(f"{stack.mlflow_url}/#/models/{MODEL}/versions/1?workflowType=machine_learning")
+    wait_for_text(browser, "model card", "Intended use", "skops sha256")
+    browser.save_screenshot(str(SCREENSHOTS / "mlflow-model-card.png"))
+
+
 # --------------------------------------------------------------------------- Prefect UI
 
 

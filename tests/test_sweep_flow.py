@@ -101,6 +101,9 @@ def test_registered_version_and_aliases(first_sweep):
     assert version.run_id == summary.parent_run_id
     assert set(version.aliases) == {"champion", "challenger"}
     assert version.tags["skops_sha256"] == summary.skops_sha256
+    # Every sweep's version carries its model card as its description in the registry.
+    assert f"v{summary.model_version}: model card" in version.description
+    assert summary.skops_sha256 in version.description and "Intended use" in version.description
 
 
 def test_skops_file_predicts_like_the_in_memory_model(first_sweep):

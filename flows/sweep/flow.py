@@ -1,6 +1,7 @@
 """The ``sweep`` flow: preflight -> prepare data -> start tracking -> open the study -> mapped
 trials (ask/tell) -> pick the best -> refit and evaluate on the holdout -> register -> save
-skops -> plots -> record in Prefect -> finish tracking.
+skops -> plots -> record in Prefect -> finish tracking -> the version's model card. The trials
+stop at the trial budget, or earlier by a stopping rule (a time budget, patience, a target).
 
 Each line is a task (``tasks.py``) or the trial loop (``trials.py``); the work is in plain
 functions (``steps.py``, ``trial_steps.py``). Trials run as mapped task runs on a thread pool
@@ -36,6 +37,7 @@ from flows.sweep.tasks import (
     register_model,
     save_skops,
     start_tracking,
+    write_model_card,
 )
 from flows.sweep.trials import run_trials
 from tracking.tags import CHAMPION
@@ -96,5 +98,6 @@ def sweep(config: SweepConfig = SweepConfig()) -> SweepSummary:  # noqa: B008 - 
         if version.created and CHAMPION in version.aliases:
             announce_champion(summary)
         finish_tracking(context, summary)
+        write_model_card(model, version, context)
     message = report.completion_message(summary)
     return summary if message is None else Completed(message=message, data=summary)

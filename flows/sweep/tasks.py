@@ -21,9 +21,9 @@ from flows.events import THIN, champion_payload, emit_champion
 from flows.sweep import report, steps, trial_steps
 from flows.sweep.trial_steps import TrialContext, TrialResult
 from sweepflow import settings
-from tracking import registry
+from tracking import model_card, registry
 from tracking.plots import PlotReport
-from tracking.store import mlruns_dir
+from tracking.store import client_for, mlruns_dir
 
 
 def data_of(key: str) -> prepare.PreparedData:
@@ -204,6 +204,18 @@ def announce_champion(summary: report.SweepSummary) -> None:
 @task(name="finish-tracking", **THIN)
 def finish_tracking(context: TrialContext, summary: report.SweepSummary) -> None:
     steps.finish_sweep_run(context, summary)
+
+
+@task(name="write-model-card", **THIN)
+def write_model_card(
+    model: Any, version: registry.RegisteredVersion, context: TrialContext
+) -> None:
+    """The version's model card, from what the sweep recorded (after finish-tracking): logged
+    with the model and set as the version's description."""
+    model_card.write_model_card(
+        client_for(context.target), version.name, version.version, model=model,
+        target=context.target,
+    )  # fmt: skip
 
 
 def _active_schedules() -> list[str]:
