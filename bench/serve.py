@@ -26,62 +26,31 @@ import argparse
 import contextlib
 import json
 import os
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from sweepflow.processes import REPO, free_port, start, stop, wait_for_http
+
 BIN = Path(sys.executable).parent
 CLASSIC = REPO.parent / "shared" / "data" / "churn_modelling.csv"
 MODEL = "bench-serve-churn"
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @contextlib.contextmanager
 def server(command: list[str], env: dict[str, str], ready_url: str, log: Path) -> Iterator[None]:
     """Run ``command`` in its own process group until the block ends; wait for ``ready_url``."""
-    with open(log, "wb") as handle:
-        process = subprocess.Popen(
-            command, env=env, cwd=REPO, stdout=handle, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )  # fmt: skip
-        try:
-            deadline = time.monotonic() + 180
-            while True:
-                if process.poll() is not None:
-                    raise RuntimeError(f"{command[:3]} exited; see {log}")
-                try:
-                    with urllib.request.urlopen(ready_url, timeout=2) as answer:
-                        if answer.status == 200:
-                            break
-                except OSError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"{ready_url} did not answer; see {log}")
-                time.sleep(0.3)
-            yield
-        finally:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait(20)
+    process = start(command, env=env, log=log)
+    try:
+        wait_for_http(ready_url, timeout=180, process=process)
+        yield
+    finally:
+        stop(process)
 
 
 def register_two_versions(trees: int) -> None:

@@ -5,26 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
 from churnml.synthetic import generate_bank_churn
-from cli.main import app
+from tests.cli_checks import assert_one_line_error, run
 from tracking.store import mlruns_dir
-
-runner = CliRunner()
-
-
-def run(*args: str):
-    return runner.invoke(app, list(args))
-
-
-def assert_one_line_error(result, *fragments: str) -> None:
-    assert result.exit_code == 2, result.output
-    text = result.output.strip()
-    assert "Traceback" not in text
-    assert text.startswith("error:")
-    for fragment in fragments:
-        assert fragment in text, text
 
 
 @pytest.fixture

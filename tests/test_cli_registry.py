@@ -5,25 +5,9 @@ before any flow starts (the happy paths run against a real server in test_promot
 from __future__ import annotations
 
 import pytest
-from typer.testing import CliRunner
 
 from churnml.synthetic import generate_bank_churn
-from cli.main import app
-
-runner = CliRunner()
-
-
-def run(*args: str):
-    return runner.invoke(app, list(args))
-
-
-def assert_one_line_error(result, *fragments: str) -> None:
-    assert result.exit_code == 2, result.output
-    text = result.output.strip()
-    assert "Traceback" not in text and "\n" not in text
-    assert text.startswith("error:")
-    for fragment in fragments:
-        assert fragment in text, text
+from tests.cli_checks import assert_one_line_error, run
 
 
 @pytest.fixture(scope="module", autouse=True)
