@@ -10,6 +10,7 @@ import pytest
 import studies
 from churnml.config import ConfigError, SweepConfig
 from flows import preflight, runners
+from tests.cli_checks import run
 from tracking.store import TrackingTarget
 
 SECRET = "pa55word"
@@ -175,22 +176,26 @@ def test_heartbeat_settings_must_be_whole_seconds(monkeypatch):
     monkeypatch.setenv("SWEEPFLOW_HEARTBEAT_SECONDS", "0.5")
     with pytest.raises(ConfigError, match="SWEEPFLOW_HEARTBEAT_SECONDS"):
         studies.heartbeat_seconds()
+    monkeypatch.delenv("SWEEPFLOW_HEARTBEAT_SECONDS")  # the environment is read as a whole
     monkeypatch.setenv("SWEEPFLOW_GRACE_SECONDS", "7")
     assert studies.grace_seconds() == 7
 
 
 def test_the_command_line_refuses_before_prefect_starts_in_one_line(tmp_path, monkeypatch):
-    from typer.testing import CliRunner
-
-    from cli.main import app
-
     monkeypatch.setenv("OPTUNA_STORAGE", f"sqlite:///{tmp_path / 'optuna.db'}")
-    result = CliRunner().invoke(
-        app, ["sweep", "--task-runner", "dask", "--rows", "300", "--trials", "2"]
-    )
+    result = run("sweep", "--task-runner", "dask", "--rows", "300", "--trials", "2")
     assert result.exit_code == 2
     (line,) = result.output.strip().splitlines()
     assert line.startswith("error: OPTUNA_STORAGE=sqlite:///") and "not safe" in line
+
+
+def test_the_command_line_checks_the_backends_before_it_reads_any_data(tmp_path, monkeypatch):
+    monkeypatch.setenv("OPTUNA_STORAGE", f"sqlite:///{tmp_path / 'optuna.db'}")
+    data = tmp_path / "customers.csv"
+    data.write_text("not even a header\n")  # read first, this would be the error
+    result = run("sweep", "--task-runner", "dask", "--data", str(data), "--trials", "2")
+    assert result.exit_code == 2, result.output
+    assert "OPTUNA_STORAGE=sqlite:///" in result.output and "customers.csv" not in result.output
 
 
 @pytest.mark.slow
