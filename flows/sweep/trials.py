@@ -174,7 +174,11 @@ class TrialLoop:
         self.running.update(zip(futures, wave, strict=True))
 
     def _wait_some(self, timeout: float) -> list[PrefectFuture]:
-        """The trial futures that have finished, waiting up to ``timeout`` seconds for one."""
+        """The trial futures that have finished, waiting up to ``timeout`` seconds for one.
+
+        Not ``prefect.futures.wait``: it waits for every future (or the timeout), and ask/tell
+        wants the first one that ends, to tell Optuna at once and refill its slot.
+        """
         if not any(_is_done(future) for future in self.running):
             self._finished_one.wait(timeout)
         self._finished_one.clear()  # a future finishing from here on sets it again
