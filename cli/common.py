@@ -30,12 +30,20 @@ def process_defaults() -> None:
     """Prefect settings for this process and the temporary server it starts, set before
     Prefect is imported; a value the user exported wins.
 
+    - the server ``sweepflow server start`` keeps running is used when there is one and no
+      ``PREFECT_API_URL`` is set (``cli/server.py``): no temporary server, the UI already up;
     - the temporary server gets the time its first start takes (see above);
     - its anonymous usage report is off: with no internet it only printed "database is locked"
       tracebacks and "Failed to send telemetry" errors on the console;
     - and what every process of ours runs with (``sweepflow.settings.FORCED_ENVIRONMENT``: no
       pickle loading through MLflow), whatever the user exported.
     """
+    if not os.environ.get("PREFECT_API_URL"):
+        from cli.server import recorded_server_url  # here: it imports this module
+
+        running = recorded_server_url()
+        if running:
+            os.environ["PREFECT_API_URL"] = running
     if not os.environ.get("PREFECT_API_URL"):
         os.environ.setdefault(
             "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", LOCAL_SERVER_START_SECONDS

@@ -5,6 +5,7 @@
 - ``cli/score.py``: ``score``;
 - ``serving/cli.py``: ``serve``;
 - ``cli/misc.py``: ``notifications``, ``generate-data``;
+- ``cli/server.py``: ``server start|stop|status`` (a Prefect server kept running);
 - ``cli/common.py``: what they share (consoles, one-line errors, process defaults).
 """
 
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 import typer
 
-from cli import misc, registry, score, sweep
+from cli import misc, registry, score, server, sweep
 from cli.common import fail, process_defaults
 from serving.cli import serve
 from sweepflow import settings
@@ -43,3 +44,4 @@ app.command("score")(score.score)
 app.command("notifications")(misc.notifications)
 app.command("generate-data")(misc.generate_data)
 app.command("serve")(serve)
+app.add_typer(server.app, name="server")

@@ -81,6 +81,11 @@ class Settings(BaseSettings):
     #: Set by ``sweepflow serve`` for its own uvicorn worker processes (the service's settings
     #: as JSON); not for users.
     sweepflow_serve_worker_settings: str | None = None
+    #: Prefect's home folder (its database, and the record of ``sweepflow server start``).
+    prefect_home: Path = Path("~/.prefect")
+    #: With no ``PREFECT_API_URL``, use the server ``sweepflow server start`` keeps running
+    #: (when it answers) instead of starting a temporary one for each command.
+    sweepflow_use_running_server: bool = True
 
     @field_validator(
         "mlflow_tracking_uri",

@@ -1,0 +1,291 @@
+"""``sweepflow server start|stop|status``: a Prefect server kept running in the background.
+
+With no ``PREFECT_API_URL``, every flow starts a temporary Prefect server of its own (~5 s on 2
+cores, more on a fresh Prefect home) and stops it at exit, so its UI is gone when the summary
+prints a link. ``sweepflow server start`` starts ``prefect server start`` detached, on
+127.0.0.1, and records its process id and port in ``$PREFECT_HOME/sweepflow-server.json``.
+Every later ``sweepflow`` command that finds that record, the process alive and the server
+answering (:func:`recorded_server_url`, called by ``cli.common.process_defaults`` before Prefect
+is imported) uses it as its ``PREFECT_API_URL``: no server start, and the UI already up.
+
+A ``PREFECT_API_URL`` in the environment or in the active Prefect profile always wins, and
+``SWEEPFLOW_USE_RUNNING_SERVER=false`` turns the lookup off. Only a server this command started
+is used: a port that merely answers is not trusted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from contextlib import suppress
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from cli.common import LOCAL_SERVER_START_SECONDS, console, fail
+
+app = typer.Typer(
+    help="A Prefect server kept running in the background for sweepflow's commands.",
+    no_args_is_help=True,
+)
+
+RECORD_NAME = "sweepflow-server.json"
+LOG_NAME = "sweepflow-server.log"
+DEFAULT_PORT = 4200
+HOST = "127.0.0.1"
+#: How long a command waits for the recorded server's health check before it starts its own.
+PROBE_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class ServerRecord:
+    """What ``sweepflow server start`` wrote about the server it started."""
+
+    pid: int
+    port: int
+    prefect_home: str
+    started: float
+
+    @property
+    def api_url(self) -> str:
+        return f"http://{HOST}:{self.port}/api"
+
+    @property
+    def ui_url(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+
+def prefect_home() -> Path:
+    """Prefect's home folder, as Prefect will resolve it (``PREFECT_HOME`` or ``~/.prefect``)."""
+    from sweepflow import settings
+
+    return settings.current().prefect_home.expanduser().resolve()
+
+
+def record_path(home: Path | None = None) -> Path:
+    return (home or prefect_home()) / RECORD_NAME
+
+
+def read_record(home: Path | None = None) -> ServerRecord | None:
+    """The record of the server ``sweepflow server start`` left running, or None."""
+    try:
+        raw = json.loads(record_path(home).read_text(encoding="utf-8"))
+        return ServerRecord(
+            pid=int(raw["pid"]),
+            port=int(raw["port"]),
+            prefect_home=str(raw["prefect_home"]),
+            started=float(raw["started"]),
+        )
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _is_our_server(pid: int) -> bool:
+    """The process ``pid`` is alive and is a ``prefect server start`` (not a recycled pid)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, but someone else's: not ours to use or stop
+        return False
+    try:
+        command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:  # no /proc (macOS): the pid is alive, the health check decides
+        return True
+    return b"server" in command and any(part.endswith(b"prefect") for part in command)
+
+
+def answers(url: str, timeout: float = PROBE_SECONDS) -> bool:
+    """The Prefect API at ``url`` answers its health check within ``timeout`` seconds."""
+    try:
+        with urllib.request.urlopen(f"{url}/health", timeout=timeout) as response:
+            return response.status == 200
+    except (OSError, ValueError):
+        return False
+
+
+def _profile_sets_api_url(home: Path) -> bool:
+    """The active Prefect profile (``profiles.toml``) sets ``PREFECT_API_URL``."""
+    import tomllib
+
+    try:
+        profiles = tomllib.loads((home / "profiles.toml").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    active = os.environ.get("PREFECT_PROFILE") or profiles.get("active") or "ephemeral"
+    return bool(profiles.get("profiles", {}).get(active, {}).get("PREFECT_API_URL"))
+
+
+def recorded_server_url() -> str | None:
+    """The API URL of the server ``sweepflow server start`` left running, when this process
+    should use it: no ``PREFECT_API_URL`` set (environment or profile), the lookup not turned
+    off, the recorded process alive and answering. None otherwise (a temporary server then).
+    """
+    from sweepflow import settings
+
+    if os.environ.get("PREFECT_API_URL"):
+        return None
+    try:
+        found = settings.current()
+    except settings.SettingsError:  # the command reports it next
+        return None
+    if not found.sweepflow_use_running_server:
+        return None
+    home = found.prefect_home.expanduser().resolve()
+    record = read_record(home)
+    if record is None or not _is_our_server(record.pid) or _profile_sets_api_url(home):
+        return None
+    return record.api_url if answers(record.api_url) else None
+
+
+def _port_is_free(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind((HOST, port))
+        except OSError:
+            return False
+    return True
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind((HOST, 0))
+        return probe.getsockname()[1]
+
+
+def start_server(home: Path, port: int, *, timeout: float) -> ServerRecord:
+    """Start ``prefect server start`` detached on ``port``, record it, wait until it answers.
+
+    Raises:
+        RuntimeError: the server exited or did not answer within ``timeout`` seconds (it is
+            stopped, and the message names its log).
+    """
+    home.mkdir(parents=True, exist_ok=True)
+    log = home / LOG_NAME
+    env = {**os.environ, "PREFECT_HOME": str(home)}
+    env.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    env.pop("PREFECT_API_URL", None)
+    prefect = str(Path(sys.executable).parent / "prefect")
+    with open(log, "ab") as handle:
+        process = subprocess.Popen(
+            [prefect, "server", "start", "--host", HOST, "--port", str(port)],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # outlives this command; stop takes its whole group
+        )
+    record = ServerRecord(pid=process.pid, port=port, prefect_home=str(home), started=time.time())
+    record_path(home).write_text(json.dumps(record.__dict__), encoding="utf-8")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            record_path(home).unlink(missing_ok=True)
+            raise RuntimeError(
+                f"the Prefect server exited with {process.returncode} before answering; see {log}"
+            )
+        if answers(record.api_url, timeout=2):
+            return record
+        time.sleep(0.3)
+    stop_server(record, home)
+    raise RuntimeError(f"the Prefect server did not answer within {timeout:.0f} s; see {log}")
+
+
+def stop_server(record: ServerRecord, home: Path, timeout: float = 20) -> bool:
+    """Stop the recorded server's process group and remove the record.
+
+    Returns:
+        True when a running server was stopped, False when it was already gone.
+    """
+    stopped = False
+    if _is_our_server(record.pid):
+        stopped = True
+        with suppress(ProcessLookupError):
+            os.killpg(record.pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and _alive(record.pid):
+            time.sleep(0.2)
+        if _alive(record.pid):
+            with suppress(ProcessLookupError):
+                os.killpg(record.pid, signal.SIGKILL)
+    record_path(home).unlink(missing_ok=True)
+    return stopped
+
+
+def _alive(pid: int) -> bool:
+    """``pid`` is still running (a zombie of ours is reaped and counts as gone)."""
+    with suppress(ChildProcessError):
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@app.command("start")
+def start(
+    port: Annotated[
+        int,
+        typer.Option(help="Port on 127.0.0.1; when taken, a free one is used. 0: any free port."),
+    ] = DEFAULT_PORT,
+) -> None:
+    """Start a Prefect server in the background; later sweepflow commands use it."""
+    home = prefect_home()
+    record = read_record(home)
+    if record is not None and _is_our_server(record.pid):
+        console.print(f"already running: {record.ui_url} (pid {record.pid})", highlight=False)
+        return
+    chosen = port
+    if port == 0 or not _port_is_free(port):
+        chosen = _free_port()
+        if port:
+            console.print(f"port {port} is taken; using {chosen}", highlight=False)
+    console.print(f"starting a Prefect server on {HOST}:{chosen} (Prefect home {home}) ...")
+    try:
+        record = start_server(home, chosen, timeout=float(LOCAL_SERVER_START_SECONDS))
+    except RuntimeError as error:
+        raise fail(str(error), code=1) from None
+    console.print(
+        f"Prefect server running: {record.ui_url} (pid {record.pid}). sweepflow commands "
+        f"use it now; stop it with: sweepflow server stop",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+@app.command("stop")
+def stop() -> None:
+    """Stop the Prefect server that ``sweepflow server start`` started."""
+    home = prefect_home()
+    record = read_record(home)
+    if record is None:
+        console.print("no server started by sweepflow server start is recorded")
+        return
+    if stop_server(record, home):
+        console.print(f"stopped the Prefect server on port {record.port} (pid {record.pid})")
+    else:
+        console.print("the recorded server was no longer running; record removed")
+
+
+@app.command("status")
+def status() -> None:
+    """Say whether the server of ``sweepflow server start`` runs, and where."""
+    home = prefect_home()
+    record = read_record(home)
+    if record is None or not _is_our_server(record.pid):
+        console.print("not running (sweep commands start a temporary server)")
+        raise typer.Exit(3)
+    state = "running" if answers(record.api_url) else "started, not answering yet"
+    console.print(f"{state}: {record.ui_url} (pid {record.pid})", highlight=False)

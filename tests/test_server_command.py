@@ -1,0 +1,160 @@
+"""``sweepflow server start|stop|status``: a real Prefect server on a free 127.0.0.1 port, in a
+Prefect home of the test's own; sweepflow's commands find it, and use it, only while it runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from cli import server
+from sweepflow.processes import free_port
+
+SWEEPFLOW = Path(sys.executable).parent / "sweepflow"
+FOUND = "import os; from cli.common import process_defaults; process_defaults(); " + (
+    "print(os.environ.get('PREFECT_API_URL') or 'none')"
+)
+
+
+def environment(home: Path, **extra: str) -> dict[str, str]:
+    """The test's environment with its own Prefect home and stores, no Prefect server set."""
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith(("PREFECT_", "MLFLOW_", "OPTUNA_", "SWEEPFLOW_"))
+    }
+    env |= {
+        "PREFECT_HOME": str(home / ".prefect"),
+        "SWEEPFLOW_MLRUNS": str(home / "mlruns"),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    }
+    return env | extra
+
+
+def run(home: Path, *args: str, **extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(SWEEPFLOW), *args],
+        env=environment(home, **extra),
+        cwd=home,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def found_by_a_command(home: Path, **extra: str) -> str:
+    """What a sweepflow command started now would use as its Prefect API."""
+    result = subprocess.run(
+        [sys.executable, "-c", FOUND],
+        env=environment(home, **extra),
+        cwd=Path(server.__file__).resolve().parents[1],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return Path(f"/proc/{pid}").exists() and "Z" not in _state(pid)
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "Z"
+
+
+@pytest.fixture(scope="module")
+def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, dict]]:
+    """A server started by ``sweepflow server start`` (stopped, and checked gone, after)."""
+    home = tmp_path_factory.mktemp("server-home")
+    port = free_port()
+    started = run(home, "server", "start", "--port", str(port))
+    record_file = home / ".prefect" / server.RECORD_NAME
+    record = json.loads(record_file.read_text()) if record_file.exists() else {}
+    try:
+        assert started.returncode == 0, started.stdout + started.stderr
+        assert record["port"] == port
+        yield home, record
+    finally:
+        stopped = run(home, "server", "stop")
+        assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+        assert not record or not alive(record["pid"])
+        assert not record_file.exists()
+
+
+@pytest.mark.slow
+def test_start_records_a_server_that_answers_and_status_says_so(running):
+    home, record = running
+    assert server.answers(f"http://127.0.0.1:{record['port']}/api")
+    status = run(home, "server", "status")
+    assert status.returncode == 0
+    assert f"http://127.0.0.1:{record['port']}" in status.stdout
+    again = run(home, "server", "start")
+    assert again.returncode == 0 and "already running" in again.stdout
+
+
+@pytest.mark.slow
+def test_commands_use_the_running_server_unless_told_otherwise(running):
+    home, record = running
+    url = f"http://127.0.0.1:{record['port']}/api"
+    assert found_by_a_command(home) == url
+    # An explicit server always wins, and the lookup can be turned off.
+    assert found_by_a_command(home, PREFECT_API_URL="http://10.1.2.3:4200/api") == (
+        "http://10.1.2.3:4200/api"
+    )
+    assert found_by_a_command(home, SWEEPFLOW_USE_RUNNING_SERVER="false") == "none"
+
+
+@pytest.mark.slow
+def test_a_sweep_runs_on_the_running_server_and_links_its_ui(running):
+    home, record = running
+    result = run(home, "sweep", "--rows", "600", "--trials", "2", "--parallel", "1")
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    assert f"open http://127.0.0.1:{record['port']}/runs/flow-run/" in result.stdout
+    assert "Starting temporary server" not in result.stdout + result.stderr
+
+
+@pytest.mark.slow  # three sweepflow processes
+def test_a_stale_record_is_ignored_and_status_says_not_running(tmp_path):
+    home = tmp_path / ".prefect"
+    home.mkdir()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (home / server.RECORD_NAME).write_text(
+        json.dumps({"pid": dead.pid, "port": free_port(), "prefect_home": str(home), "started": 0})
+    )
+    assert found_by_a_command(tmp_path) == "none"
+    status = run(tmp_path, "server", "status")
+    assert status.returncode == 3 and "not running" in status.stdout
+    stop = run(tmp_path, "server", "stop")
+    assert stop.returncode == 0 and "no longer running" in stop.stdout
+    assert not (home / server.RECORD_NAME).exists()
+
+
+def test_a_record_naming_a_process_that_is_not_a_prefect_server_is_not_used(tmp_path):
+    home = tmp_path / ".prefect"
+    home.mkdir()
+    (home / server.RECORD_NAME).write_text(
+        json.dumps({"pid": os.getpid(), "port": free_port(), "prefect_home": "x", "started": 0})
+    )
+    assert found_by_a_command(tmp_path) == "none"
+    assert not server.stop_server(server.read_record(home), home)  # and never signalled
+    assert alive(os.getpid())
+
+
+def test_a_damaged_record_reads_as_none(tmp_path):
+    (tmp_path / server.RECORD_NAME).write_text("{not json")
+    assert server.read_record(tmp_path) is None
