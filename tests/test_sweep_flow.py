@@ -64,6 +64,9 @@ def test_parent_and_child_runs(first_sweep):
     parent = client.get_run(summary.parent_run_id)
     assert parent.info.status == "FINISHED"
     assert parent.data.tags[tags.TAG_FLOW_RUN] == summary.flow_run_id
+    # A link is a working URL or absent (the temporary server has no UI: no "None/flow-runs").
+    link = parent.data.tags.get(tags.TAG_FLOW_RUN_URL)
+    assert link is None or link.startswith(("http://", "https://")), link
     assert parent.data.metrics["best_cv_auc"] == pytest.approx(summary.best_cv_auc)
     assert "holdout_roc_auc" in parent.data.metrics
     assert parent.data.params["best_k"] == str(summary.best_params["k"])
