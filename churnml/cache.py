@@ -17,18 +17,24 @@ Entries are written to a temporary folder and renamed into place, so a reader ne
 entry; an entry that fails its checks (a truncated or edited file) is removed and counts as a
 miss, and the caller reloads. Only data that passed validation is ever written.
 
+In one process, a split that something still holds is handed out again instead of being read
+from its entry (the command line's data check, then the flow's ``prepare-data``): the same
+frames, so one copy in memory and one read.
+
 A pure module: no Prefect, no MLflow. The caller says where the cache lives.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import os
 import shutil
 import time
 import uuid
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -254,8 +260,12 @@ def prepare_data(
     except OSError:  # unreadable file: the loader below says what is wrong
         key = None
     if key is not None:
+        alive = _in_memory(key, folder, config)
+        if alive is not None:
+            return alive, True
         cached = load(key, folder, config)
         if cached is not None:
+            _remember(key, folder, cached)
             return cached, True
     clean = prepare.validate(prepare.load_raw(config.data, max_bytes=max_bytes), config)
     prepared = prepare.split(clean, config, digest=frame_digest(clean))
@@ -263,4 +273,56 @@ def prepare_data(
         # A read-only or full disk costs the next run a reload, nothing more.
         with contextlib.suppress(OSError):
             store(prepared, key, folder)
+        _remember(key, folder, prepared)
     return prepared, False
+
+
+#: Splits prepared in this process that something still holds, by entry. The command line
+#: checks the data and keeps its split while the flow runs; the flow's own ``prepare-data`` then
+#: takes the same frames instead of reading the entry again: one copy in memory, no second read.
+#: Weak: an entry goes when its last holder lets go, so nothing is kept for the process's life.
+_ALIVE: weakref.WeakValueDictionary[tuple[str, str], prepare.PreparedData] = (
+    weakref.WeakValueDictionary()
+)
+#: The entry's files (name, size, mtime) when its split was remembered: a changed entry is
+#: read (and checked) again, never answered from memory.
+_SEEN: dict[tuple[str, str], tuple[tuple[str, int, int], ...]] = {}
+
+
+def _entry_files(entry: Path) -> tuple[tuple[str, int, int], ...] | None:
+    try:
+        return tuple(
+            (name, (entry / name).stat().st_size, (entry / name).stat().st_mtime_ns)
+            for name in ("meta.json", *(f"{frame}.feather" for frame in _FRAMES))
+        )
+    except OSError:
+        return None
+
+
+def _remember(key: str, folder: Path, prepared: prepare.PreparedData) -> None:
+    files = _entry_files(folder / key)
+    if files is None:  # not stored (read-only disk): nothing on disk to stand for
+        return
+    _ALIVE[(str(folder), key)] = prepared
+    _SEEN[(str(folder), key)] = files
+
+
+def _in_memory(key: str, folder: Path, config: SweepConfig) -> prepare.PreparedData | None:
+    """The split of the entry ``folder/key`` still held in this process, if the entry is
+    unchanged since, checked against ``config`` as :func:`load` checks an entry. The frames are
+    shared, never copied (nothing mutates them)."""
+    slot = (str(folder), key)
+    alive = _ALIVE.get(slot)
+    if alive is None:
+        _SEEN.pop(slot, None)
+        return None
+    if _entry_files(folder / key) != _SEEN.get(slot):
+        return None
+    prepare.check_search_space(alive.encoded_features, config)
+    prepare.check_enough_rows(alive.y_train, alive.y_test, config)
+    # The same bytes may sit under another path: the source named is this config's.
+    return dataclasses.replace(
+        alive,
+        source=prepare.describe_source(config.data),
+        path=str(Path(config.data.path).resolve()) if config.data.path else None,
+    )
