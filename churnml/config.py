@@ -54,6 +54,12 @@ class SearchSpace(StrictModel):
         default_factory=lambda: ["gini", "entropy"]
     )
     max_samples: list[float | None] = Field(default_factory=lambda: [None, 0.5, 0.8])
+    follow_data_size: bool = Field(
+        default=True,
+        description="Raise the upper bounds of min_samples_leaf and min_samples_split with the "
+        "training rows (one per 500 rows when that is above the bound given): large data needs "
+        "larger leaves. False: the bounds exactly as given.",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> SearchSpace:

@@ -79,6 +79,48 @@ def cross_validate_auc(
     )
 
 
+def screen_fold_auc(
+    params: dict[str, Any],
+    features: pd.DataFrame,
+    target: pd.Series,
+    *,
+    folds: int,
+    seed: int,
+    rows: int,
+    max_trees: int,
+) -> float:
+    """A cheap first look at a point: the first CV fold's AUC, fit on a sample of its rows.
+
+    The model is fit on a random ``rows`` of the first fold's training rows, with at most
+    ``max_trees`` trees, and scored on the whole validation fold (the same rows
+    :func:`cross_validate_auc` scores first). ``min_samples_leaf`` and ``min_samples_split``
+    shrink with the square root of the sampled share: on this kind of data the best leaf size
+    grows about that fast with the rows, so a point good on all rows also looks good here.
+
+    Raises:
+        TrialScoreError: when the AUC is not finite.
+    """
+    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    train_idx, valid_idx = next(splitter.split(features, target))
+    rows = min(rows, len(train_idx))
+    sample = np.sort(np.random.default_rng(seed).choice(train_idx, size=rows, replace=False))
+    shrink = math.sqrt(rows / len(train_idx))
+    screened = dict(params)
+    for name, least in (("min_samples_leaf", 1), ("min_samples_split", 2)):
+        if name in screened:
+            screened[name] = max(least, round(screened[name] * shrink))
+    if "n_estimators" in screened:
+        screened["n_estimators"] = min(int(screened["n_estimators"]), max_trees)
+    pipeline = fit_quietly(
+        build_pipeline(screened, seed=seed), features.iloc[sample], target.iloc[sample]
+    )
+    probabilities = pipeline.predict_proba(features.iloc[valid_idx])[:, 1]
+    score = float(roc_auc_score(target.iloc[valid_idx], probabilities))
+    if not math.isfinite(score):
+        raise TrialScoreError(f"the screening fit gave a non-finite ROC AUC ({score})")
+    return score
+
+
 def holdout_metrics(
     pipeline: Pipeline, features: pd.DataFrame, target: pd.Series
 ) -> dict[str, float]:
