@@ -144,28 +144,33 @@ class PeakMemory:
 
 
 @contextmanager
-def running_server(home: Path) -> Iterator[tuple[str, subprocess.Popen, float]]:
-    """``prefect server start`` on a free port with its own PREFECT_HOME.
+def running_server(home: Path) -> Iterator[tuple[str, int, float]]:
+    """A Prefect server kept running the way users keep one: ``sweepflow server start`` (any
+    free port) with its own PREFECT_HOME, where it records itself; ``sweepflow server stop``
+    at the end.
 
-    Yields its API URL, its process (for its memory) and how long it took to answer.
+    Yields its API URL, its process id (for its memory) and how long it took to answer.
     """
-    from sweepflow.processes import free_port, start, stop, wait_for_http
-
-    port = free_port()
     env = {**_worker_env(), "PREFECT_HOME": str(home)}
     home.mkdir(parents=True, exist_ok=True)
+    sweepflow = str(Path(sys.executable).parent / "sweepflow")
     started = time.time()
-    prefect = str(Path(sys.executable).parent / "prefect")
-    process = start(
-        [prefect, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+    subprocess.run(
+        [sweepflow, "server", "start", "--port", "0"],
         env=env,
-        log=home / "server.log",
+        cwd=REPO,
+        check=True,
+        stdout=subprocess.DEVNULL,
+        timeout=300,
     )
+    took = time.time() - started
     try:
-        wait_for_http(f"http://127.0.0.1:{port}/api/health", timeout=120, process=process)
-        yield f"http://127.0.0.1:{port}/api", process, time.time() - started
+        record = json.loads((home / "sweepflow-server.json").read_text())
+        yield f"http://127.0.0.1:{record['port']}/api", int(record["pid"]), took
     finally:
-        stop(process)
+        subprocess.run(
+            [sweepflow, "server", "stop"], env=env, cwd=REPO, stdout=subprocess.DEVNULL, timeout=60
+        )
 
 
 def _worker_env() -> dict[str, str]:
@@ -186,8 +191,10 @@ class Sitting:
 
     root: Path
     prefect_home: Path
+    #: The Prefect home of the running server (its record is there).
+    server_home: Path | None = None
     server_url: str | None = None
-    server_process: subprocess.Popen | None = None
+    server_pid: int | None = None
     stores: dict[tuple[str, int, str], Path] = field(default_factory=dict)
 
 
@@ -225,27 +232,37 @@ def run_variant(
     env = _worker_env()
     env["SWEEPFLOW_MLRUNS"] = str(mlruns)
     env["PREFECT_HOME"] = str(sitting.prefect_home)
-    if variant.prefect == "server":
-        if sitting.server_url is None:
-            raise RuntimeError("the running-server variant needs the server started")
-        env["PREFECT_API_URL"] = sitting.server_url
+    if variant.prefect in ("server", "recorded"):
+        if sitting.server_url is None or sitting.server_home is None:
+            raise RuntimeError("the running-server variants need the server started")
+        if variant.prefect == "server":
+            env["PREFECT_API_URL"] = sitting.server_url
+        else:  # the command finds the server `sweepflow server start` recorded there
+            env["PREFECT_HOME"] = str(sitting.server_home)
+    if variant.kind == "command":
+        # The console script a user runs, as a user runs it; its config file holds the spec's
+        # config (JSON is YAML).
+        config_path = folder / "config.json"
+        config_path.write_text(json.dumps(config))
+        sweepflow = str(Path(sys.executable).parent / "sweepflow")
+        command = [sweepflow, "sweep", "--config", str(config_path)]
+    else:
+        command = [sys.executable, "-m", "bench.worker", str(spec_path)]
     log = folder / "worker.log"
     roots: dict[str, int] = {}
+    load_before = os.getloadavg()
     with open(log, "wb") as handle:
         spawned_at = time.time()
         process = subprocess.Popen(
-            [sys.executable, "-m", "bench.worker", str(spec_path)],
-            cwd=REPO,
-            env=env,
-            stdout=handle,
-            stderr=subprocess.STDOUT,
+            command, cwd=REPO, env=env, stdout=handle, stderr=subprocess.STDOUT
         )
         roots["worker"] = process.pid
-        if variant.prefect == "server" and sitting.server_process is not None:
-            roots["server"] = sitting.server_process.pid
+        if variant.prefect in ("server", "recorded") and sitting.server_pid is not None:
+            roots["server"] = sitting.server_pid
         try:
             with PeakMemory(roots) as memory:
                 returncode = process.wait()
+                exited_at = time.time()
         finally:
             if process.poll() is None:  # the benchmark was interrupted: take the worker along
                 process.terminate()
@@ -253,7 +270,16 @@ def run_variant(
     if returncode != 0:
         tail = log.read_text(errors="replace")[-3000:]
         raise RuntimeError(f"{tag}: worker exited with {returncode}; log {log}:\n{tail}")
-    result = json.loads(spec_path.with_suffix(".result.json").read_text())
+    if variant.kind == "command":
+        from bench.worker import journal_trials
+
+        result = {"trials": journal_trials(mlruns), "ended": exited_at}
+        if variant.prefect == "recorded" and sitting.server_url.removesuffix("/api") not in (
+            log.read_text(errors="replace")
+        ):
+            raise RuntimeError(f"{tag}: the command did not use the running server; log {log}")
+    else:
+        result = json.loads(spec_path.with_suffix(".result.json").read_text())
     trials = result["trials"]
     if not trials:
         raise RuntimeError(f"{tag}: no finished trial")
@@ -262,28 +288,37 @@ def run_variant(
     states: dict[str, int] = {}
     for trial in trials:
         states[trial["state"]] = states.get(trial["state"], 0) + 1
+    outside = variant.kind == "command"  # start-up and the work's start are not seen
+    started = None if outside else result["work_started"]
     return Measurement(
         variant=variant.name,
         dataset=dataset.name,
         repeat=repeat,
         wall=result["ended"] - spawned_at,
-        imports=result["imported"] - spawned_at,
-        server=result["server_ready"] - result["imported"],
-        ttft=first_start - result["work_started"],
+        imports=None if outside else result["imported"] - spawned_at,
+        server=None if outside else result["server_ready"] - result["imported"],
+        ttft=None if started is None else first_start - started,
         steady=last_end - first_start,
         trials=len(trials),
         states=states,
         params=[t["params"] for t in trials],
         peak_rss_mb=memory.peaks["worker"] / 2**20,
-        growth_mb=(memory.peaks["worker"] - memory.at(result["work_started"])) / 2**20,
+        growth_mb=None
+        if started is None
+        else (memory.peaks["worker"] - memory.at(started)) / 2**20,
         steady_cpu=sum(
             memory.cpu_at(last_end, name) - memory.cpu_at(first_start, name) for name in roots
         ),
         server_rss_mb=memory.peaks["server"] / 2**20 if "server" in memory.peaks else None,
+        whole=exited_at - spawned_at,
         extra={
-            "best_value": result["best_value"],
+            "best_value": result.get("best_value"),
             "tail": result["ended"] - last_end,
-            "holdout_roc_auc": result["holdout_roc_auc"],
+            "holdout_roc_auc": result.get("holdout_roc_auc"),
+            "first_trial_from_spawn": first_start - spawned_at,
+            # The machine is shared: its 1-minute load average before and after this run.
+            "load_before": round(load_before[0], 2),
+            "load_after": round(os.getloadavg()[0], 2),
         },
     )
 

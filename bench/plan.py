@@ -15,9 +15,13 @@ class Variant:
     """One way of running the search."""
 
     name: str
-    kind: str  # "bare" or "sweep"
+    #: "bare" (the Optuna loop), "sweep" (the flow called in a worker) or "command" (the
+    #: ``sweepflow sweep`` console script itself, timed from process start to exit).
+    kind: str
     parallel: int
-    prefect: str = "none"  # "none", "temporary" or "server"
+    #: "none", "temporary", "server" (PREFECT_API_URL given) or "recorded" (the server of
+    #: ``sweepflow server start``, found by the command itself).
+    prefect: str = "none"
     #: Run on the store of this earlier variant (a second sweep) instead of a fresh one.
     store_of: str | None = None
     clear_cache: bool = False
@@ -28,6 +32,8 @@ class Variant:
 VARIANTS = (
     Variant("bare-p1", "bare", 1),
     Variant("sweep-p1", "sweep", 1, "temporary"),
+    Variant("command-p1", "command", 1, "temporary"),
+    Variant("command-p1-server", "command", 1, "recorded"),
     Variant("bare-p2", "bare", 2),
     Variant("sweep-p2", "sweep", 2, "temporary"),
     Variant("sweep-p2-server", "sweep", 2, "server"),
@@ -53,21 +59,24 @@ class Measurement:
     dataset: str
     repeat: int
     wall: float
-    imports: float
-    server: float
-    ttft: float
+    #: None for a command: its start-up is not seen from outside (see ``whole``).
+    imports: float | None
+    server: float | None
+    ttft: float | None
     steady: float
     trials: int
     states: dict[str, int]
     params: list[Any]
     peak_rss_mb: float
     #: Peak minus the size once imports (and the temporary server) were done: what the data
-    #: and the search added.
-    growth_mb: float
+    #: and the search added. None for a command.
+    growth_mb: float | None
     #: CPU seconds (user + system) of the whole tree from first trial start to last trial end,
     #: the running server's included: the work done, which others' load hardly changes.
     steady_cpu: float = 0.0
     server_rss_mb: float | None = None
+    #: From spawning the process to its exit (interpreter teardown, temporary server stop).
+    whole: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property

@@ -70,6 +70,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def _s(value: float | None) -> str:
+    return "-" if value is None else f"{value:5.2f}"
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Run the benchmark; print and save the table. Returns the summary (for the smoke test)."""
     args = parse_args(argv)
@@ -78,7 +82,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         return {}
     wanted = set(args.variants.split(",")) if args.variants else {v.name for v in VARIANTS}
     if args.no_server:
-        wanted.discard("sweep-p2-server")
+        wanted -= {v.name for v in VARIANTS if v.prefect in ("server", "recorded")}
     unknown = wanted - {v.name for v in VARIANTS}
     if unknown:
         raise SystemExit(f"unknown variant(s): {', '.join(sorted(unknown))}")
@@ -107,9 +111,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="sweepflow-bench-") as tmp:
         sitting = Sitting(root=Path(tmp), prefect_home=Path(tmp) / "prefect-home")
         with ExitStack() as stack:
-            if any(v.prefect == "server" for v in variants):
-                url, process, took = stack.enter_context(running_server(Path(tmp) / "server-home"))
-                sitting.server_url, sitting.server_process = url, process
+            if any(v.prefect in ("server", "recorded") for v in variants):
+                home = Path(tmp) / "server-home"
+                url, pid, took = stack.enter_context(running_server(home))
+                sitting.server_url, sitting.server_pid, sitting.server_home = url, pid, home
                 facts["running_server_start_s"] = round(took, 2)
                 print(f"running Prefect server at {url} (answered after {took:.1f} s)")
             if not args.no_warm_up:
@@ -124,10 +129,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                         # Saved as it goes, so an interrupted run keeps what it measured.
                         save(out, command.strip(), facts, space, measurements, datasets)
                         print(
-                            f"  r{repeat} {dataset.name:>5} {variant.name:<16} wall {m.wall:6.1f}s"
-                            f"  imports {m.imports:4.1f}s  server {m.server:4.1f}s"
-                            f"  first trial {m.ttft:5.2f}s  steady {m.steady:6.1f}s"
-                            f"  cpu {m.steady_cpu:6.1f}s  peak {m.peak_rss_mb:5.0f} MiB"
+                            f"  r{repeat} {dataset.name:>5} {variant.name:<17} "
+                            f"whole {m.whole:6.1f}s  imports {_s(m.imports)}"
+                            f"  server {_s(m.server)}  first trial {_s(m.ttft)}"
+                            f"  steady {m.steady:6.1f}s  cpu {m.steady_cpu:6.1f}s"
+                            f"  peak {m.peak_rss_mb:5.0f} MiB  growth {_s(m.growth_mb)}"
+                            f"  load {m.extra['load_before']}-{m.extra['load_after']}"
                             f"  {m.states}",
                             flush=True,
                         )

@@ -116,9 +116,12 @@ def run_sweep(spec: dict[str, Any]) -> dict[str, Any]:
     server_ready = time.time()
     config = SweepConfig.model_validate(spec["config"])
     work_started = time.time()
-    check_data(config)  # the command line checks the data before the flow starts
+    # The command line checks the data before the flow starts, and holds the split meanwhile
+    # (the flow's prepare-data then takes the same frames: churnml.cache).
+    prepared = check_data(config)
     quiet_console_logs()
     summary = sweep(config=config)
+    del prepared
     ended = time.time()
     study = optuna.load_study(
         study_name=summary.study_name,
@@ -134,6 +137,21 @@ def run_sweep(spec: dict[str, Any]) -> dict[str, Any]:
         "best_value": summary.best_cv_auc,
         "holdout_roc_auc": summary.holdout["roc_auc"],
     }
+
+
+def journal_trials(mlruns: Path) -> list[TrialRow]:
+    """The finished trials of every study in a store's Optuna journal (a command's store holds
+    one sweep)."""
+    import optuna
+
+    from studies.storage import make_storage
+
+    storage = make_storage(None, mlruns / "optuna.journal")
+    rows: list[TrialRow] = []
+    for summary in optuna.get_all_study_summaries(storage):
+        study = optuna.load_study(study_name=summary.study_name, storage=storage)
+        rows += _trial_rows(study.trials)
+    return rows
 
 
 def main(argv: list[str]) -> int:
