@@ -168,6 +168,7 @@ def _read_frame(entry: Path, name: str, meta: dict[str, Any]) -> pd.DataFrame:
     if file_sha256(path) != meta["files"][name]["sha256"]:
         raise ValueError(f"{path} does not match its recorded sha256")
     frame = pd.read_feather(path)
+    _release_arrow_memory()  # the Arrow table it read, now converted to pandas
     dtypes: dict[str, str] = meta["files"][name]["dtypes"]
     if list(frame.columns) != list(dtypes):
         raise ValueError(f"{path} has other columns than recorded")
@@ -202,6 +203,7 @@ def store(prepared: prepare.PreparedData, key: str, folder: Path) -> Path | None
             frame: pd.DataFrame = getattr(prepared, name)
             path = staging / f"{name}.feather"
             frame.reset_index(drop=True).to_feather(path)
+            _release_arrow_memory()  # its Arrow copy of the frame
             files[name] = {
                 "sha256": file_sha256(path),
                 "dtypes": {str(c): str(t) for c, t in frame.dtypes.items()},
@@ -227,6 +229,14 @@ def store(prepared: prepare.PreparedData, key: str, folder: Path) -> Path | None
         shutil.rmtree(staging, ignore_errors=True)
     _evict(folder, keep=entry)
     return entry
+
+
+def _release_arrow_memory() -> None:
+    """Give back what Arrow's allocator kept of freed buffers (it keeps them otherwise, and the
+    process carries them for the whole sweep)."""
+    import pyarrow as pa  # loaded already by the Feather read or write before this
+
+    pa.default_memory_pool().release_unused()
 
 
 def _evict(folder: Path, keep: Path) -> None:
