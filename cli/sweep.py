@@ -23,7 +23,15 @@ from rich.table import Table
 from churnml import prepare
 from churnml.config import ConfigError, SweepConfig, parse_config
 from churnml.schema import DataValidationError
-from cli.common import EXIT_SWEEP_FAILED, console, errors, fail, quiet_console_logs
+from cli.common import (
+    EXIT_SWEEP_FAILED,
+    console,
+    end_process,
+    errors,
+    fail,
+    is_console_script,
+    quiet_console_logs,
+)
 
 
 def _read_config_file(path: Path) -> dict[str, Any]:
@@ -246,6 +254,8 @@ def sweep(
     except (ConfigError, DataValidationError) as error:  # found once the flow ran
         raise fail(str(error)) from None
     print_summary(summary)
+    if is_console_script():
+        end_process(0)  # skips only Python's teardown of its modules (cli/common.py)
 
 
 def print_summary(summary: Any) -> None:

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -123,8 +124,20 @@ def test_a_sweep_runs_on_the_running_server_and_links_its_ui(running):
     home, record = running
     result = run(home, "sweep", "--rows", "600", "--trials", "2", "--parallel", "1")
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
-    assert f"open http://127.0.0.1:{record['port']}/runs/flow-run/" in result.stdout
+    link = f"open http://127.0.0.1:{record['port']}/runs/flow-run/"
+    assert link in result.stdout
     assert "Starting temporary server" not in result.stdout + result.stderr
+    # The command ends its process without Python's teardown: the flow's last logs still
+    # reached the server first.
+    flow_run_id = result.stdout.split(link, 1)[1].split()[0]
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{record['port']}/api/logs/filter",
+        data=json.dumps({"logs": {"flow_run_id": {"any_": [flow_run_id]}}}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        messages = [log["message"] for log in json.load(response)]
+    assert any("Finished in state Completed" in m for m in messages), messages[-5:]
 
 
 @pytest.mark.slow  # three sweepflow processes
