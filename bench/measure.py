@@ -261,8 +261,11 @@ def run_variant(
             roots["server"] = sitting.server_pid
         try:
             with PeakMemory(roots) as memory:
-                returncode = process.wait()
+                # wait4: the CPU seconds of the process and every descendant it waited for
+                # (the temporary server), exact to its exit, whatever else loads the machine.
+                _, status, usage = os.wait4(process.pid, 0)
                 exited_at = time.time()
+                returncode = process.returncode = os.waitstatus_to_exitcode(status)
         finally:
             if process.poll() is None:  # the benchmark was interrupted: take the worker along
                 process.terminate()
@@ -311,6 +314,13 @@ def run_variant(
         ),
         server_rss_mb=memory.peaks["server"] / 2**20 if "server" in memory.peaks else None,
         whole=exited_at - spawned_at,
+        whole_cpu=usage.ru_utime
+        + usage.ru_stime
+        + (
+            memory.cpu_at(exited_at, "server") - memory.cpu_at(spawned_at, "server")
+            if "server" in roots
+            else 0.0
+        ),
         extra={
             "best_value": result.get("best_value"),
             "tail": result["ended"] - last_end,

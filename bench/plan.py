@@ -77,6 +77,9 @@ class Measurement:
     server_rss_mb: float | None = None
     #: From spawning the process to its exit (interpreter teardown, temporary server stop).
     whole: float | None = None
+    #: CPU seconds of the whole process tree from spawn to exit (a running server's included):
+    #: the work, which a busy machine changes much less than it changes wall time.
+    whole_cpu: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property

@@ -53,6 +53,16 @@ def summarise(measurements: list[Measurement], datasets: list[Dataset]) -> dict[
                 "kind": variant.kind,
                 "wall": _median([m.wall for m in runs]),
                 "whole": _median([m.whole for m in runs]),
+                "whole_cpu": _median([m.whole_cpu for m in runs]),
+                "whole_cpu_ratio": _median(
+                    [
+                        m.whole_cpu / b.whole_cpu
+                        for b, m in pairs
+                        if full and m.whole_cpu and b.whole_cpu
+                    ]
+                )
+                if timed
+                else None,
                 # whole = to first trial + steady + after the last trial
                 "to_first": _median([m.extra.get("first_trial_from_spawn") for m in runs]),
                 "after_last": _median(
@@ -183,10 +193,11 @@ def render(
             row = rows.get(name)
             if row and row.get("whole_ratio") is not None:
                 same = "" if row["same_trials_as_bare"] else "; **not the same trials**"
+                cpu = row.get("whole_cpu_ratio")
                 lines.append(
                     f"| whole process ≤ 1.25x bare (p1): {name} | {dataset.name} "
-                    f"| {row['whole_ratio']:.3f}x ({row['whole']:.1f} s{same}) "
-                    f"| {_yes(row['whole_ratio'] <= 1.25)} |"
+                    f"| {row['whole_ratio']:.3f}x ({row['whole']:.1f} s{same}); "
+                    f"CPU {_fmt(cpu, '.3f')}x | {_yes(row['whole_ratio'] <= 1.25)} |"
                 )
         speedup = part["speedup_sweep"]
         if speedup is not None:

@@ -130,7 +130,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                         save(out, command.strip(), facts, space, measurements, datasets)
                         print(
                             f"  r{repeat} {dataset.name:>5} {variant.name:<17} "
-                            f"whole {m.whole:6.1f}s  imports {_s(m.imports)}"
+                            f"whole {m.whole:6.1f}s (cpu {_s(m.whole_cpu)})"
+                            f"  imports {_s(m.imports)}"
                             f"  server {_s(m.server)}  first trial {_s(m.ttft)}"
                             f"  steady {m.steady:6.1f}s  cpu {m.steady_cpu:6.1f}s"
                             f"  peak {m.peak_rss_mb:5.0f} MiB  growth {_s(m.growth_mb)}"
