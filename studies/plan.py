@@ -10,8 +10,8 @@ from typing import Any
 
 import optuna
 
-from churnml.config import SweepConfig
-from churnml.search import make_pruner, make_sampler, to_trial_values
+from churnml.config import SearchSpace, SweepConfig
+from churnml.search import make_pruner, make_sampler, space_for_rows, to_trial_values
 from studies.attrs import ATTR_FLOW_RUN, ATTR_PARAMS, ATTR_SWEEP_RUN, ATTR_WARM_START
 from studies.keeper import SweepKeeper, grace_seconds, heartbeat_seconds
 from studies.recovery import Recovery, RetryLostTrialOnce, refuse_unsafe_sharing
@@ -22,6 +22,10 @@ from studies.storage import (
     storage_lock,
     storage_url,
 )
+
+#: A new study starts with this many of the best trials of the study the experiment's last sweep
+#: used (the data or scoring setup changed since, so its trials do not carry over themselves).
+WARM_START_FROM_PREVIOUS = 3
 
 
 @dataclass(frozen=True)
@@ -83,6 +87,7 @@ def open_sweep_study(
     sweep_id: str,
     previous_study: str | None,
     champion: tuple[str, dict[str, Any]] | None,
+    n_rows: int | None = None,
 ) -> tuple[optuna.Study, StudyPlan]:
     """Open (or create) the sweep's study, recover crashed sweeps, warm-start a new study.
 
@@ -92,6 +97,9 @@ def open_sweep_study(
         sweep_id: this sweep's id (its MLflow parent run id).
         previous_study: the study the experiment's last sweep used, if any.
         champion: (version, params) of the registry's current champion, if any.
+        n_rows: training rows, for the bounds a warm-start point must fit
+            (:func:`churnml.search.space_for_rows`); None: leaf and split sizes above the
+            configured bounds are accepted when the space follows the data size.
     """
     name = study_name_for(config, data_digest)
     interval, grace = heartbeat_seconds(), grace_seconds()
@@ -129,6 +137,16 @@ def open_sweep_study(
             skip_if_exists=True,
         )
         note += f", warm-started with the champion's params (v{version})"
+    if not trials_before and previous_study and previous_study != name:
+        points = best_points(storage, previous_study, config.search_space, n_rows=n_rows)
+        for number, params in points:
+            study.enqueue_trial(
+                to_trial_values(params, config.search_space),
+                user_attrs={ATTR_WARM_START: f"trial {number} of study {previous_study}"},
+                skip_if_exists=True,
+            )
+        if points:
+            note += f", and with the best {len(points)} trials of study {previous_study}"
     refuse_unsafe_sharing(study, sweep_id)
     keeper = SweepKeeper(study, sweep_id, config.n_trials, interval=interval, grace=grace)
     recovery = keeper.maintain()
@@ -142,6 +160,60 @@ def open_sweep_study(
         budget=keeper.budget,
         recovery=recovery,
         keeper=keeper,
+    )
+
+
+def best_points(
+    storage: optuna.storages.BaseStorage,
+    study_name: str,
+    space: SearchSpace,
+    *,
+    n_rows: int | None = None,
+    count: int = WARM_START_FROM_PREVIOUS,
+) -> list[tuple[int, dict[str, Any]]]:
+    """The best ``count`` completed trials of a study (number, params as used) that fit
+    ``space``; none when the study is not in this storage.
+    """
+    try:
+        summaries = optuna.get_all_study_summaries(storage, include_best_trial=False)
+        if study_name not in {s.study_name for s in summaries}:
+            return []
+        earlier = optuna.load_study(study_name=study_name, storage=storage)
+    except (KeyError, ValueError):
+        return []
+    complete = earlier.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    ranked = sorted(
+        (t for t in complete if ATTR_PARAMS in t.user_attrs), key=lambda t: -float(t.value)
+    )
+    fitting = [
+        (t.number, used_params(t)) for t in ranked if fits_space(used_params(t), space, n_rows)
+    ]
+    return fitting[:count]
+
+
+def fits_space(params: dict[str, Any], space: SearchSpace, n_rows: int | None) -> bool:
+    """Whether the search could draw ``params`` (so that enqueueing them warns of nothing)."""
+    bounds = space_for_rows(space, n_rows)
+    follows = n_rows is None and space.follow_data_size
+    for name in ("n_estimators", "min_samples_split", "min_samples_leaf"):
+        value, low, high = params.get(name), getattr(bounds, name).low, getattr(bounds, name).high
+        if name == "min_samples_split":
+            low, high = max(2, low), max(2, high)
+        if follows and name != "n_estimators":
+            high = max(high, value or 0)  # the bound that follows the rows is not known here
+        if not isinstance(value, int) or not low <= value <= high:
+            return False
+    depth = params.get("max_depth")
+    if depth is None and not space.allow_unlimited_depth:
+        return False
+    if depth is not None and not space.max_depth.low <= depth <= space.max_depth.high:
+        return False
+    k = params.get("k")
+    if not isinstance(k, int) or k < space.k_min or (space.k_max is not None and k > space.k_max):
+        return False
+    return all(
+        params.get(name) in getattr(space, name)
+        for name in ("max_features", "class_weight", "criterion", "max_samples")
     )
 
 
