@@ -172,7 +172,7 @@ def stores(prefect_harness, tmp_path_factory) -> Path:
     )
     seeded = snapshot()
     assert seeded["runs"] and seeded["trials"], "the seeding sweep wrote nothing to compare"
-    assert any(v[:2] == ("refusals-model", "1") and "champion" in v[2] for v in seeded["versions"])
+    assert ("refusals-model", 1, ("challenger", "champion")) in seeded["versions"], seeded
     assert any(name.startswith("cache/") for name in seeded["files"]), seeded["files"]
     return data
 
@@ -187,10 +187,11 @@ def snapshot() -> dict[str, object]:
         for experiment in experiments
         for run in client.search_runs([experiment.experiment_id], run_view_type=ViewType.ALL)
     )
-    versions = sorted(
-        (version.name, version.version, tuple(sorted(version.aliases)))
+    versions = sorted(  # aliases come with get_model_version only (search leaves them out)
+        (found.name, found.version, tuple(sorted(found.aliases)))
         for model in client.search_registered_models()
         for version in client.search_model_versions(f"name = '{model.name}'")
+        for found in [client.get_model_version(version.name, version.version)]
     )
     mlruns = settings.current().mlruns
     journal = mlruns / "optuna.journal"
