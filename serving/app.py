@@ -32,13 +32,12 @@ from starlette.concurrency import run_in_threadpool
 
 from churnml.schema import PASSTHROUGH_COLUMNS, TEXT_COLUMNS, DataValidationError, to_features
 from churnml.scoring import predict_churn
+from serving.limits import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_ROWS
 from serving.live import AliasFollower, LiveModel, Served
 
 logger = logging.getLogger("sweepflow.serve")
 
 #: Defaults of the request limits (``sweepflow serve`` options change them).
-DEFAULT_MAX_ROWS = 10_000
-DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024
 
 
 class RequestRefused(Exception):

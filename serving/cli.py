@@ -16,8 +16,7 @@ from typing import Annotated
 import typer
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from serving.app import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_ROWS, create_app
-from serving.live import AliasFollower, LiveModel, load_served, resolve
+from serving.limits import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_ROWS
 
 #: Environment variable handing the settings to uvicorn worker processes.
 SETTINGS_VARIABLE = "SWEEPFLOW_SERVE_WORKER_SETTINGS"
@@ -51,6 +50,8 @@ def build_app(settings: ServeSettings):
         tracking.versions.VersionNotFoundError: No such model, alias or version.
         tracking.model_files.ModelFileError: Its file fails a check.
     """
+    from serving.app import create_app
+    from serving.live import AliasFollower, LiveModel, load_served, resolve
     from tracking.store import connect
 
     client = connect()

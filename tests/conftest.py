@@ -24,6 +24,8 @@ def isolated_stores(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "OPTUNA_STORAGE"):
         patch.delenv(name, raising=False)
     patch.setenv("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    # A developer's own `sweepflow server start` server is not the tests' to use.
+    patch.setenv("SWEEPFLOW_USE_RUNNING_SERVER", "false")
     yield folder
     patch.undo()
 
