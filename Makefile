@@ -9,7 +9,7 @@ ARGS   ?=
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 
 .PHONY: install sweep test test-fast lint format mlflow-ui prefect-ui server pool deploy worker \
-	run-now notifications team-worker team-run bench bench-serve clean help
+	run-now notifications team-worker team-run bench bench-serve bench-quality clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -41,6 +41,9 @@ bench: $(STAMP)  ## bare Optuna vs our sweep, side by side (~10 min a repetition
 
 bench-serve: $(STAMP)  ## sweepflow serve vs mlflow models serve, side by side (~3 min)
 	$(BIN)/python -m bench.serve $(BENCH_ARGS)
+
+bench-quality: $(STAMP)  ## time to quality: our search vs a bare Optuna loop on the 165k file (~1 h quiet)
+	$(BIN)/python -m bench.anytime --publish $(BENCH_ARGS)
 
 lint: $(STAMP)  ## ruff lint and format check, and the import layers (lint-imports)
 	$(BIN)/ruff check .

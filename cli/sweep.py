@@ -269,6 +269,8 @@ def print_summary(summary: Any) -> None:
         f"{summary.trials_failed} failed",
     )
     table.add_row("stopped", summary.stop_reason or "n/a")
+    if summary.on_bounds:
+        table.add_row("on a bound", "; ".join(summary.on_bounds) + " (widen the search space)")
     table.add_row(
         "best trial", f"trial-{summary.best_trial:03d}: CV ROC AUC {summary.best_cv_auc:.4f}"
     )

@@ -23,7 +23,9 @@ from tracking import versions
 from tracking.churn_pyfunc import churn_signature, log_churn_model
 from tracking.tags import CHALLENGER, CHAMPION, TAG_PARAMS
 
-MODEL_ARTIFACT_NAME = "model"
+#: The logged model's name. Not "model": the run's model/ folder holds the model's plots, and
+#: MLflow also lists a logged model's files under the run at this name.
+MODEL_ARTIFACT_NAME = "classifier"
 
 
 @dataclass(frozen=True)

@@ -93,6 +93,7 @@ def sweep(config: SweepConfig = SweepConfig()) -> SweepSummary:  # noqa: B008 - 
             sha256=sha256,
             plots=plots,
             stop_reason=stop_reason,
+            on_bounds=steps.best_on_bounds(best, config, data),
         )
         record_in_prefect(summary, study)
         if version.created and CHAMPION in version.aliases:

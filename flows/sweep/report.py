@@ -54,6 +54,8 @@ class SweepSummary(BaseModel):
     plots: PlotReport | None = None
     #: Why the sweep stopped asking for trials (its budget, or a stopping rule).
     stop_reason: str = ""
+    #: Best params on a bound of the search space that could be widened.
+    on_bounds: list[str] = []
 
 
 def summarize(
@@ -72,6 +74,7 @@ def summarize(
     sha256: str,
     plots: PlotReport | None,
     stop_reason: str = "",
+    on_bounds: list[str] | None = None,
 ) -> SweepSummary:
     """The sweep's :class:`SweepSummary` from what its steps returned."""
     complete = sum(1 for r in results if r.state == "COMPLETE")
@@ -109,6 +112,7 @@ def summarize(
         prefect_ui_hint=prefect_ui_hint(context.flow_run_id),
         plots=plots,
         stop_reason=stop_reason,
+        on_bounds=on_bounds or [],
     )
 
 
@@ -206,6 +210,11 @@ def summary_markdown(summary: Any) -> str:
         f"{summary.trials_pruned} pruned, {summary.trials_failed} failed. "
         f"Study: {summary.study_note}; {summary.study_trials} trials in all.",
         f"Stopped: {summary.stop_reason or 'n/a'}.",
+        *(
+            [f"Best on a bound of the search space: {'; '.join(summary.on_bounds)}; widen it."]
+            if summary.on_bounds
+            else []
+        ),
         "## Best trial",
         _table(
             [

@@ -20,6 +20,7 @@ from churnml.evaluate import holdout_metrics
 from churnml.model import build_pipeline, fit_quietly
 from churnml.prepare import PreparedData
 from churnml.promotion import holdout_spec
+from churnml.search import params_on_bounds
 from flows import runtime
 from flows.sweep.trial_steps import TrialContext, TrialResult
 from tracking import plots as plot_store
@@ -113,9 +114,11 @@ def open_study(
     in MLflow what crashed sweeps left open."""
     client = connect(context.target)
     champion = registry.champion_params(client, config.model_name)
+    data = runtime.prepared(context.data_key, None)
     study, plan = studies.open_sweep_study(
         config,
         digest,
+        n_rows=len(data.x_train),
         sweep_id=context.parent_run_id,
         previous_study=previous_study,
         champion=champion,
@@ -204,6 +207,13 @@ def pick_best(study: optuna.Study, results: list[TrialResult]) -> Best:
             f"{len(results) - len(failed)} pruned); first error: {first_error}"
         )
     return Best(number=best.number, value=float(best.value), params=studies.used_params(best))
+
+
+def best_on_bounds(best: Best, config: SweepConfig, data: PreparedData) -> list[str]:
+    """The best params that sit on a bound of the space that could be widened."""
+    return params_on_bounds(
+        best.params, config.search_space, len(data.encoded_features), n_rows=len(data.x_train)
+    )
 
 
 def refit_and_evaluate(

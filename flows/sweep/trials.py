@@ -43,7 +43,8 @@ def run_trials(
 
     Returns the results by trial number, and why the sweep stopped.
     """
-    n_features = len(runtime.prepared(context.data_key, None).encoded_features)
+    data = runtime.prepared(context.data_key, None)
+    n_features, n_rows = len(data.encoded_features), len(data.x_train)
     trial_task = run_trial.with_options(retries=config.trial_retries)
     best = studies.best_trial(study)
     stopper = Stopper(
@@ -60,6 +61,7 @@ def run_trials(
         trial_task=trial_task,
         runner=runner,
         stopper=stopper,
+        n_rows=n_rows,
     )
     results = loop.run()
     reason = stopper.final_reason(len(results))
@@ -81,11 +83,14 @@ class TrialLoop:
         trial_task: Any,
         runner: Any | None = None,
         stopper: Stopper | None = None,
+        n_rows: int | None = None,
     ) -> None:
         self.study = study
         self.config = config
         self.context = context
         self.n_features = n_features
+        #: Training rows: the bounds of the leaf and split sizes follow them.
+        self.n_rows = n_rows
         self.keeper = keeper
         self.trial_task = trial_task
         self.runner = runner
@@ -147,7 +152,9 @@ class TrialLoop:
         wave = []
         for _ in range(count):
             trial = self.keeper.ask()
-            params = suggest_params(trial, self.config.search_space, self.n_features)
+            params = suggest_params(
+                trial, self.config.search_space, self.n_features, n_rows=self.n_rows
+            )
             trial.set_user_attr(studies.ATTR_PARAMS, params)
             trial.set_user_attr(studies.ATTR_SWEEP_RUN, self.context.parent_run_id)
             trial.set_user_attr(studies.ATTR_FLOW_RUN, self.context.flow_run_id)
