@@ -87,17 +87,23 @@ class Traffic:
     def __init__(self, url: str, clients: int = 2) -> None:
         self.url = url
         self.seen: list[tuple[float, int, str | None]] = []
+        #: Each client's versions in the order its requests (one after another) were answered.
+        self.by_client: list[list[str | None]] = [[] for _ in range(clients)]
         self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._run, daemon=True) for _ in range(clients)]
+        self._threads = [
+            threading.Thread(target=self._run, args=(answers,), daemon=True)
+            for answers in self.by_client
+        ]
         self._body = records(5)
 
-    def _run(self) -> None:
+    def _run(self, answers: list[str | None]) -> None:
         with httpx.Client(timeout=30) as client:
             while not self._stop.is_set():
                 try:
                     answer = client.post(f"{self.url}/predict", json=self._body)
                     version = answer.json().get("model_version")
                     self.seen.append((time.monotonic(), answer.status_code, version))
+                    answers.append(version)
                 except httpx.HTTPError as error:
                     self.seen.append((time.monotonic(), 0, repr(error)))
 
