@@ -1,17 +1,30 @@
 """Two sweeps finishing (or starting) at once on one MLflow server.
 
-MLflow's SQL stores set an alias with a select-then-insert and create an experiment after a
-lookup, so the second of two concurrent writers gets a unique-key error. tests/test_team.py
-shows the race end to end (two workers, one PostgreSQL-backed server); these pin the handling.
+MLflow's SQL stores set an alias and record a dataset with a select-then-insert and create an
+experiment after a lookup, so the second of two concurrent writers gets a unique-key error.
+tests/test_team.py shows the race end to end (two workers, one PostgreSQL-backed server); these
+pin the handling.
 """
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
+
+import numpy as np
+import pandas as pd
 import pytest
+from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS
 
-from tracking import registry, store
+from tests.servers import (
+    PostgresUnavailableError,
+    missing_service,
+    postgres_database,
+    postgres_url,
+)
+from tracking import registry, runs, store
 
 CLASH = (
     "BAD_REQUEST: (psycopg.errors.UniqueViolation) duplicate key value violates unique "
@@ -86,3 +99,49 @@ def test_an_experiment_created_meanwhile_by_another_sweep_is_used():
         artifact_root=None,
     )
     assert store.ensure_experiment(ExperimentClient(), "team", target) == "42"
+
+
+@pytest.fixture
+def postgres_store() -> Iterator[str]:
+    """An MLflow tracking store on a fresh PostgreSQL database (dropped after)."""
+    try:
+        with postgres_database("datasetrace") as database:
+            yield postgres_url(database, password=False)
+    except PostgresUnavailableError as error:
+        missing_service(str(error))
+
+
+def record_at_once(client: MlflowClient, run_ids: list[str], frame, digest: str) -> list:
+    """Each run records the same data as its training input, all released at one instant."""
+    barrier = threading.Barrier(len(run_ids))
+    errors: list[Exception] = []
+
+    def record(run_id: str) -> None:
+        barrier.wait()
+        try:
+            runs.log_training_data(
+                client, run_id, frame, source=None, name="d", digest=digest, target="Exited"
+            )
+        except Exception as error:
+            errors.append(error)
+
+    threads = [threading.Thread(target=record, args=(run_id,)) for run_id in run_ids]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return errors
+
+
+def test_two_sweeps_recording_the_same_data_at_once_on_postgres_both_succeed(postgres_store):
+    """The race CI met (two team workers, one experiment, the same data): MLflow inserts the
+    experiment's dataset row after a lookup, so without a retry nearly every pair clashes."""
+    frame = pd.DataFrame({"Age": np.arange(60) % 50 + 20, "Exited": np.arange(60) % 2})
+    client = MlflowClient(postgres_store)
+    experiment = client.create_experiment("team")
+    for round_ in range(5):
+        pair = [client.create_run(experiment).info.run_id for _ in range(2)]
+        assert record_at_once(client, pair, frame, f"digest-{round_}") == []
+        for run_id in pair:
+            (recorded,) = client.get_run(run_id).inputs.dataset_inputs
+            assert recorded.dataset.digest == f"digest-{round_}"

@@ -59,6 +59,14 @@ class Api(DeploymentsApi):
             )
         return "\n".join(log.message for log in found)
 
+    def failures(self, runs: list) -> str:
+        """Each unfinished run's state and logs: what a red CI needs to say why."""
+        return "\n\n".join(
+            f"{run.name}: {run.state!r}\n{self.log_text(str(run.id))}"
+            for run in runs
+            if not run.state.is_completed()
+        )
+
     def trigger(self, config: str) -> str:
         """Start a run of the team deployment with ``config`` (what ``make team-run`` does)."""
         with self.client() as client:
@@ -175,7 +183,7 @@ def test_two_workers_on_one_pool_share_a_postgres_study_and_meet_its_budget(
             api.trigger(team_config("team", 2)),
         ]
         finished = api.wait_final(ids, timeout=360)
-    assert all(run.state.is_completed() for run in finished), [r.state for r in finished]
+    assert all(run.state.is_completed() for run in finished), api.failures(finished)
     earlier, later = sorted(finished, key=lambda run: run.start_time)
     assert later.start_time < earlier.end_time, "the two runs did not run at once"
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import importlib.metadata
 import json
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +20,7 @@ from mlflow.exceptions import MlflowException
 
 from tracking import versions
 from tracking.churn_pyfunc import churn_signature, log_churn_model
+from tracking.store import retry_insert_race
 from tracking.tags import CHALLENGER, CHAMPION, TAG_PARAMS
 
 #: The logged model's name. Not "model": the run's model/ folder holds the model's plots, and
@@ -59,26 +59,9 @@ def find_version_for_run(client: MlflowClient, name: str, run_id: str) -> ModelV
     return min(versions, key=lambda v: int(v.version)) if versions else None
 
 
-def _is_insert_race(error: MlflowException) -> bool:
-    """Whether ``error`` is a unique-key clash from two writers inserting the same row at once.
-
-    MLflow's SQL stores set an alias with a select-then-insert, so two sweeps finishing at once
-    on one server can both insert; the loser's retry then finds the row and updates it.
-    """
-    text = str(error).lower()
-    return any(mark in text for mark in ("unique constraint", "duplicate key", "integrityerror"))
-
-
 def set_alias(client: MlflowClient, name: str, alias: str, version: str | int) -> None:
     """Point ``alias`` of ``name`` at ``version``, retrying a clash with a concurrent writer."""
-    for attempt in range(5):
-        try:
-            client.set_registered_model_alias(name, alias, str(version))
-            return
-        except MlflowException as error:
-            if not _is_insert_race(error) or attempt == 4:
-                raise
-            time.sleep(0.05 * (attempt + 1))
+    retry_insert_race(lambda: client.set_registered_model_alias(name, alias, str(version)))
 
 
 def _ensure_registered_model(client: MlflowClient, name: str) -> None:

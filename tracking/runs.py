@@ -20,6 +20,7 @@ from mlflow.data.code_dataset_source import CodeDatasetSource
 from mlflow.entities import DatasetInput, InputTag, Metric, Param, RunTag
 from mlflow.utils.mlflow_tags import MLFLOW_GIT_COMMIT, MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NOTE
 
+from tracking.store import retry_insert_race
 from tracking.tags import (
     TAG_DATA_DIGEST,
     TAG_ERROR,
@@ -110,10 +111,10 @@ def log_training_data(
         sample = from_pandas(_schema_sample(frame), source=dataset_source, targets=target)
         dataset.__dict__["schema"] = sample.schema  # fills the cached property
         entity = dataset._to_mlflow_entity()
-    client.log_inputs(
-        run_id,
-        datasets=[DatasetInput(entity, tags=[InputTag("mlflow.data.context", "training")])],
-    )
+    # Two sweeps of one experiment starting on the same data at once both insert its dataset
+    # row on a SQL server store: the loser's retry finds the row and links the run to it.
+    inputs = [DatasetInput(entity, tags=[InputTag("mlflow.data.context", "training")])]
+    retry_insert_race(lambda: client.log_inputs(run_id, datasets=inputs))
     client.set_tag(run_id, TAG_DATA_DIGEST, digest)
 
 

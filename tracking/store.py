@@ -13,9 +13,11 @@ import re
 import sqlite3
 import sys
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import mlflow
 from filelock import FileLock
@@ -30,6 +32,31 @@ STORE_ERRORS: tuple[type[BaseException], ...] = (MlflowException, OSError)
 
 #: Query of MLflow UI links that selects its "Model training" navigation.
 ML_WORKFLOW = "?workflowType=machine_learning"
+
+T = TypeVar("T")
+
+
+def is_insert_race(error: MlflowException) -> bool:
+    """Whether ``error`` is a unique-key clash from two writers inserting the same row at once.
+
+    MLflow's SQL stores often select-then-insert (an alias, a dataset of an experiment), so two
+    sweeps writing the same row at once on one server can both insert; the loser's retry then
+    finds the row.
+    """
+    text = str(error).lower()
+    return any(mark in text for mark in ("unique constraint", "duplicate key", "integrityerror"))
+
+
+def retry_insert_race(call: Callable[[], T], attempts: int = 5) -> T:
+    """``call()``, again after a short pause when it lost an insert race with another writer."""
+    for attempt in range(attempts):
+        try:
+            return call()
+        except MlflowException as error:
+            if not is_insert_race(error) or attempt == attempts - 1:
+                raise
+            time.sleep(0.05 * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 def mlruns_dir() -> Path:
