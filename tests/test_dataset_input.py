@@ -32,3 +32,36 @@ def test_the_logged_schema_matches_full_inference_and_counts_every_row(tmp_path)
     assert json.loads(logged.dataset.schema)["mlflow_colspec"] == full.to_dict()
     assert json.loads(logged.dataset.profile)["num_rows"] == len(frame)
     assert logged.dataset.digest == "d1"
+
+
+def test_the_parts_of_the_data_are_recorded_as_one_dataset_without_joining_them(tmp_path):
+    frame = validate_frame(generate_bank_churn(3000, seed=6), source="test")
+    frame.loc[2800, "Geography"] = np.nan  # in the second part, beyond its first 1000 rows
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = connect(TrackingTarget(uri, uri, (tmp_path / "artifacts").as_uri()))
+    experiment = client.create_experiment("parts")
+    whole, split = (client.create_run(experiment).info.run_id for _ in range(2))
+
+    runs.log_training_data(
+        client, whole, frame, source=None, name="data", digest="d2", target="Exited"
+    )
+    runs.log_training_data(
+        client,
+        split,
+        (frame.iloc[:1000], frame.iloc[1000:]),
+        source=None,
+        name="data",
+        digest="d2",
+        target="Exited",
+    )
+
+    (one,) = client.get_run(whole).inputs.dataset_inputs
+    (two,) = client.get_run(split).inputs.dataset_inputs
+    assert json.loads(two.dataset.profile) == {"num_rows": 3000, "num_elements": frame.size}
+    assert two.dataset.schema == one.dataset.schema
+    geography = next(
+        column
+        for column in json.loads(two.dataset.schema)["mlflow_colspec"]
+        if column["name"] == "Geography"
+    )
+    assert geography["required"] is False  # its one missing value was seen

@@ -5,6 +5,7 @@ Parallel trials never touch MLflow's fluent "active run": each call names its ru
 
 from __future__ import annotations
 
+import json
 import math
 import subprocess
 import time
@@ -17,6 +18,7 @@ import pandas as pd
 from mlflow import MlflowClient
 from mlflow.data import from_pandas
 from mlflow.data.code_dataset_source import CodeDatasetSource
+from mlflow.entities import Dataset as DatasetEntity
 from mlflow.entities import DatasetInput, InputTag, Metric, Param, RunTag
 from mlflow.utils.mlflow_tags import MLFLOW_GIT_COMMIT, MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NOTE
 
@@ -84,7 +86,7 @@ def start_sweep_run(
 def log_training_data(
     client: MlflowClient,
     run_id: str,
-    frame: pd.DataFrame,
+    parts: pd.DataFrame | Sequence[pd.DataFrame],
     *,
     source: str | None,
     name: str,
@@ -92,10 +94,19 @@ def log_training_data(
     target: str,
     generator: Mapping[str, Any] | None = None,
 ) -> None:
-    """Record the data as an MLflow dataset input (source and digest) of the run."""
+    """Record the data as an MLflow dataset input (source and digest) of the run.
+
+    ``parts`` is the data, or its pieces with the same columns (the sweep's training and holdout
+    rows): they are never concatenated, so no copy of the data is made for MLflow.
+    """
+    frames = [parts] if isinstance(parts, pd.DataFrame) else list(parts)
     dataset_source: Any = source
     if source is None:
         dataset_source = CodeDatasetSource(tags={k: str(v) for k, v in (generator or {}).items()})
+    # MLflow infers the schema value by value in Python: ~5 s on 165k rows, before the first
+    # trial of every sweep. A sample holding each column's missing values, if any, gives the same
+    # schema; the profile (row and value counts) still covers every row of every part.
+    sample = pd.concat([_schema_sample(frame) for frame in frames], ignore_index=True)
     with warnings.catch_warnings():
         # The integer target cannot hold NaN: true and harmless.
         warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer")
@@ -103,14 +114,22 @@ def log_training_data(
         # and "file", the same class): it says so, and the choice is the same either way.
         warnings.filterwarnings("ignore", message="The specified dataset source can be interp")
         dataset = from_pandas(
-            frame, source=dataset_source, targets=target, name=name, digest=digest
+            sample, source=dataset_source, targets=target, name=name, digest=digest
         )
-        # MLflow infers the schema value by value in Python: ~5 s on 165k rows, before the
-        # first trial of every sweep. A sample holding each column's missing values, if any,
-        # gives the same schema; the profile (row count) still comes from the whole frame.
-        sample = from_pandas(_schema_sample(frame), source=dataset_source, targets=target)
-        dataset.__dict__["schema"] = sample.schema  # fills the cached property
         entity = dataset._to_mlflow_entity()
+    entity = DatasetEntity(
+        name=entity.name,
+        digest=entity.digest,
+        source_type=entity.source_type,
+        source=entity.source,
+        schema=entity.schema,
+        profile=json.dumps(
+            {
+                "num_rows": sum(len(frame) for frame in frames),
+                "num_elements": sum(int(frame.size) for frame in frames),
+            }
+        ),
+    )
     # Two sweeps of one experiment starting on the same data at once both insert its dataset
     # row on a SQL server store: the loser's retry finds the row and links the run to it.
     inputs = [DatasetInput(entity, tags=[InputTag("mlflow.data.context", "training")])]

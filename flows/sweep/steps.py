@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-import pandas as pd
 
 import studies
 from churnml import plots
@@ -86,7 +85,7 @@ def start_sweep_run(
     runs.log_training_data(
         client,
         parent_run_id,
-        pd.concat([data.train, data.test], ignore_index=True),
+        (data.train, data.test),
         source=data.path,
         name=Path(data.path).name if data.path else "built-in-bank-churn",
         digest=data.digest,
