@@ -25,6 +25,7 @@ from churnml.config import ConfigError, SweepConfig, parse_config
 from churnml.schema import DataValidationError
 from cli.common import (
     EXIT_SWEEP_FAILED,
+    ServerStart,
     console,
     end_process,
     errors,
@@ -241,6 +242,10 @@ def sweep(
         f"{prepared.source}: {prepared.rows} rows, churn {prepared.churn_rate:.1%}",
         highlight=False,
     )
+    if not verbose:
+        quiet_console_logs()
+    # Every check has passed: the server boots on the other core while the flow is imported.
+    server = ServerStart()
     from flows.sweep.flow import SweepFailedError
     from flows.sweep.flow import sweep as sweep_flow
 
@@ -248,6 +253,7 @@ def sweep(
         quiet_console_logs(reported=(SweepFailedError,))
     try:
         with trial_progress(settings.n_trials, enabled=not verbose):
+            server.wait()
             summary = sweep_flow(config=settings)
     except SweepFailedError as error:
         raise fail(str(error), EXIT_SWEEP_FAILED) from None
