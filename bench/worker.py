@@ -59,7 +59,7 @@ def run_bare(spec: dict[str, Any]) -> dict[str, Any]:
     data = prepare.split(clean, config, digest=frame_digest(clean))
     del clean
     features, target = data.x_train, data.y_train
-    n_features = len(data.encoded_features)
+    n_features, n_rows = len(data.encoded_features), len(data.x_train)
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(
@@ -69,7 +69,8 @@ def run_bare(spec: dict[str, Any]) -> dict[str, Any]:
     )
 
     def objective(trial: optuna.Trial) -> float:
-        params = suggest_params(trial, config.search_space, n_features)
+        # The bounds the sweep draws from (they follow the training rows: flows/sweep/trials.py).
+        params = suggest_params(trial, config.search_space, n_features, n_rows=n_rows)
         trial.set_user_attr("params", params)
         return score_trial(
             trial, params, features, target, folds=config.cv_folds, seed=config.seed
