@@ -37,8 +37,6 @@ from serving.live import AliasFollower, LiveModel, Served
 
 logger = logging.getLogger("sweepflow.serve")
 
-#: Defaults of the request limits (``sweepflow serve`` options change them).
-
 
 class RequestRefused(Exception):
     """A request we answer with a 4xx and a one-line ``detail``."""
