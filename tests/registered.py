@@ -99,22 +99,32 @@ class Traffic:
     def _run(self, answers: list[str | None]) -> None:
         with httpx.Client(timeout=30) as client:
             while not self._stop.is_set():
+                sent = time.monotonic()
                 try:
                     answer = client.post(f"{self.url}/predict", json=self._body)
                     version = answer.json().get("model_version")
-                    self.seen.append((time.monotonic(), answer.status_code, version))
+                    self.seen.append((sent, answer.status_code, version))
                     answers.append(version)
                 except httpx.HTTPError as error:
-                    self.seen.append((time.monotonic(), 0, repr(error)))
+                    self.seen.append((sent, 0, repr(error)))
 
     def wait_for_version(self, version: str, timeout: float) -> float:
-        """Seconds until a request answered with ``version``."""
+        """Seconds until a request sent after this call answered with ``version`` (an answer
+        to a request sent before, say before the alias moved, does not count)."""
         started = time.monotonic()
         while time.monotonic() - started < timeout:
             if any(v == version and t > started for t, _, v in list(self.seen)):
                 return time.monotonic() - started
             time.sleep(0.05)
         raise TimeoutError(f"no answer from v{version} within {timeout} s")
+
+    def version_changes(self) -> list[str]:
+        """Each client's versions in the order it saw them, repeats folded: "121" is a client
+        that saw v1, then v2, then v1 again."""
+        return [
+            "".join(str(v) for i, v in enumerate(answers) if i == 0 or v != answers[i - 1])
+            for answers in self.by_client
+        ]
 
     def __enter__(self) -> Traffic:
         for thread in self._threads:

@@ -156,12 +156,11 @@ def test_follows_champion_through_promotion_and_rollback_without_a_failed_reques
         time.sleep(0.3)
     statuses = {status for _, status, _ in traffic.seen}
     assert statuses == {200}, [s for s in traffic.seen if s[1] != 200][:3]
-    # Each client's requests run one after another, so each sees the swaps in order: never back
-    # to an older model (answers of two clients may finish in either order around a swap).
-    for answers in traffic.by_client:
-        changes = [v for i, v in enumerate(answers) if i == 0 or v != answers[i - 1]]
-        assert "".join(map(str, changes)) in "121", changes  # a stretch of 1 -> 2 -> 1
-    assert any(len(set(answers)) == 2 for answers in traffic.by_client)
+    # Each client's requests run one after another, so each sees the swaps in order, never
+    # back to an older model (answers of two clients may finish in either order around a swap);
+    # at least one of them answered between the two moves, so saw both swaps.
+    changes = traffic.version_changes()
+    assert all(seen in "121" for seen in changes) and "121" in changes, changes
     assert "now serving serve-churn v2" in log.read_text()
 
 
