@@ -1,11 +1,9 @@
-"""Tests for churnml.data: reading, validation, the generator, splits and digests."""
+"""Tests for churnml.data: validation and the generator (reading files: test_reading.py;
+splits and digests: test_splits.py)."""
 
 from __future__ import annotations
 
 import ast
-import hashlib
-import os
-import re
 import sys
 from pathlib import Path
 
@@ -17,7 +15,7 @@ from sklearn.model_selection import StratifiedKFold, cross_val_score
 
 from churnml import data
 from churnml.data import validate_frame
-from churnml.digests import file_sha256, frame_digest
+from churnml.digests import frame_digest
 from churnml.reading import load_dataset, read_csv
 from churnml.schema import (
     CATEGORICAL_COLUMNS,
@@ -27,82 +25,24 @@ from churnml.schema import (
     NUMERIC_COLUMNS,
     DataValidationError,
 )
-from churnml.splits import split_holdout, stratified_sample
 from churnml.synthetic import generate_bank_churn
-
-SHARED_DATA = Path(__file__).parents[2] / "shared" / "data"
-S4E1_COLUMNS = [
-    "id",
-    "CustomerId",
-    "Surname",
-    "CreditScore",
-    "Geography",
-    "Gender",
-    "Age",
-    "Tenure",
-    "Balance",
-    "NumOfProducts",
-    "HasCrCard",
-    "IsActiveMember",
-    "EstimatedSalary",
-    "Exited",
-]
-HEADER = ",".join(S4E1_COLUMNS)
-CLEAN_DTYPES = {
-    **{name: np.dtype("float64") for name in NUMERIC_COLUMNS},
-    **{name: np.dtype("object") for name in CATEGORICAL_COLUMNS},
-    DEFAULT_TARGET: np.dtype("int64"),
-}
-
-
-def s4e1_row(i: int, exited: int | None = None) -> list[str]:
-    """One valid S4E1 row as strings; the label alternates 0/1 unless given."""
-    label = i % 2 if exited is None else exited
-    return [
-        str(i),
-        str(15_600_000 + i),
-        f"Name{i}",
-        str(600 + i),
-        ("France", "Spain", "Germany")[i % 3],
-        ("Male", "Female")[i % 2],
-        f"{30 + i}.0",
-        str(i % 11),
-        "0.0" if i % 2 else f"{100_000 + i}.5",
-        str(1 + i % 2),
-        "1.0",
-        f"{i % 2}.0",
-        f"{50_000 + i}.25",
-        str(label),
-    ]
-
-
-def csv_text(rows: list[list[str]], header: str = HEADER) -> str:
-    return "\n".join([header, *(",".join(row) for row in rows)]) + "\n"
-
-
-def write(tmp_path: Path, text: str | bytes, name: str = "bank.csv") -> Path:
-    path = tmp_path / name
-    if isinstance(text, bytes):
-        path.write_bytes(text)
-    else:
-        path.write_text(text, encoding="utf-8")
-    return path
-
-
-def tiny_csv(tmp_path: Path, n_rows: int = 12, name: str = "bank.csv") -> Path:
-    return write(tmp_path, csv_text([s4e1_row(i) for i in range(n_rows)]), name)
+from tests.bank_rows import (
+    CLEAN_DTYPES,
+    HEADER,
+    S4E1_COLUMNS,
+    SHARED_DATA,
+    csv_text,
+    message,
+    s4e1_row,
+    tiny_csv,
+    write,
+)
 
 
 @pytest.fixture
 def raw(tmp_path: Path) -> pd.DataFrame:
     """A valid raw S4E1 frame of 12 rows (6 per class), as read from a CSV."""
     return read_csv(tiny_csv(tmp_path))
-
-
-def message(error: pytest.ExceptionInfo[BaseException]) -> str:
-    text = str(error.value)
-    assert "\n" not in text, "error messages are one line"
-    return text
 
 
 # ------------------------------------------------------------------------------------------
@@ -135,144 +75,6 @@ def test_module_imports_only_pandas_numpy_sklearn() -> None:
 def test_feature_columns_order() -> None:
     assert FEATURE_COLUMNS == NUMERIC_COLUMNS + CATEGORICAL_COLUMNS
     assert not set(FEATURE_COLUMNS) & set(ID_COLUMNS)
-
-
-# ------------------------------------------------------------------------------------------
-# read_csv: file-level errors
-# ------------------------------------------------------------------------------------------
-
-
-def test_read_csv_missing_path(tmp_path: Path) -> None:
-    path = tmp_path / "nope.csv"
-    with pytest.raises(DataValidationError, match=r"nope\.csv: file not found") as error:
-        read_csv(path)
-    assert "check the path" in message(error)
-
-
-def test_read_csv_directory(tmp_path: Path) -> None:
-    with pytest.raises(DataValidationError, match="is a directory; pass the path of a CSV"):
-        read_csv(tmp_path)
-
-
-def test_read_csv_unreadable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    path = tiny_csv(tmp_path)
-    path.chmod(0)
-    try:
-        if os.access(path, os.R_OK):  # root reads anything: simulate the refusal instead
-
-            def refuse(self: Path, *args: object, **kwargs: object) -> bytes:
-                raise PermissionError(13, "Permission denied", str(self))
-
-            monkeypatch.setattr(Path, "open", refuse)
-        with pytest.raises(DataValidationError, match=r"bank\.csv: cannot be read \(permission"):
-            read_csv(path)
-    finally:
-        path.chmod(0o644)
-
-
-def test_read_csv_not_utf8(tmp_path: Path) -> None:
-    rows = csv_text([s4e1_row(i) for i in range(4)]).encode()
-    bad = rows.replace(b"Name2", b"N\xe9me2")
-    path = write(tmp_path, bad)
-    offset = bad.index(b"\xe9")
-    with pytest.raises(DataValidationError, match="not UTF-8") as error:
-        read_csv(path)
-    text = message(error)
-    assert f"byte 0xe9 at byte offset {offset} (line 4)" in text
-    assert "re-save the file as UTF-8" in text
-
-
-@pytest.mark.parametrize("content", [b"", b"  \n\r\n\t\n"], ids=["zero-bytes", "whitespace"])
-def test_read_csv_empty(tmp_path: Path, content: bytes) -> None:
-    with pytest.raises(DataValidationError, match=r"bank\.csv: file is empty"):
-        read_csv(write(tmp_path, content))
-
-
-@pytest.mark.parametrize("tail", ["", "\n", "\n\n  \n"])
-def test_read_csv_header_only(tmp_path: Path, tail: str) -> None:
-    with pytest.raises(DataValidationError, match=r"bank\.csv: file has a header but no data rows"):
-        read_csv(write(tmp_path, HEADER + tail))
-
-
-@pytest.mark.parametrize(
-    ("change", "found"), [(lambda row: [*row, "extra"], 15), (lambda row: row[:-2], 12)]
-)
-def test_read_csv_ragged_row(tmp_path: Path, change, found: int) -> None:
-    rows = [s4e1_row(i) for i in range(6)]
-    rows[2] = change(rows[2])  # data row 3 is line 4
-    with pytest.raises(
-        DataValidationError, match=f"bank.csv: line 4 has {found} fields but the header has 14"
-    ):
-        read_csv(write(tmp_path, csv_text(rows)))
-
-
-def test_read_csv_ragged_row_with_quotes(tmp_path: Path) -> None:
-    rows = [s4e1_row(i) for i in range(6)]
-    rows[0][2] = '"Smith, Jr"'
-    rows[4] = rows[4][:-1]
-    with pytest.raises(DataValidationError, match="line 6 has 13 fields but the header has 14"):
-        read_csv(write(tmp_path, csv_text(rows)))
-
-
-@pytest.mark.parametrize(("separator", "looks"), [(";", ";-separated"), ("\t", "tab-separated")])
-def test_read_csv_wrong_delimiter(tmp_path: Path, separator: str, looks: str) -> None:
-    text = csv_text([s4e1_row(i) for i in range(4)]).replace(",", separator)
-    with pytest.raises(DataValidationError, match=f"looks {looks}, expected commas") as error:
-        read_csv(write(tmp_path, text))
-    assert "bank.csv" in message(error)
-
-
-def test_read_csv_duplicate_column_names(tmp_path: Path) -> None:
-    rows = [[*s4e1_row(i), "40.0"] for i in range(4)]
-    path = write(tmp_path, csv_text(rows, header=HEADER + ",Age"))
-    with pytest.raises(
-        DataValidationError, match=r"bank.csv: duplicate column name.*'Age' \(columns 7, 15\)"
-    ):
-        read_csv(path)
-
-
-@pytest.mark.parametrize("quoted", [False, True])
-def test_read_csv_huge_field(tmp_path: Path, quoted: bool) -> None:
-    rows = [s4e1_row(i) for i in range(6)]
-    rows[3][2] = "x" * 500
-    if quoted:
-        rows[1][2] = '"Smith, Jr"'
-    path = write(tmp_path, csv_text(rows))
-    with pytest.raises(
-        DataValidationError, match=r"bank.csv: line 5, column 'Surname' has a 500-.* \(limit 100"
-    ):
-        read_csv(path, max_field_bytes=100)
-    assert len(read_csv(path, max_field_bytes=1000)) == 6
-
-
-def test_read_csv_tolerates_bom_crlf_blank_lines_and_quotes(tmp_path: Path) -> None:
-    rows = [s4e1_row(i) for i in range(6)]
-    rows[1][2] = '"Smith, Jr"'
-    text = "\n" + csv_text(rows).replace("\n", "\r\n") + "\r\n\r\n"
-    raw = read_csv(write(tmp_path, b"\xef\xbb\xbf" + text.encode()))
-    assert list(raw.columns) == S4E1_COLUMNS
-    assert len(raw) == 6
-    assert raw.loc[1, "Surname"] == "Smith, Jr"
-
-
-@pytest.mark.parametrize(
-    ("written", "read"),
-    [('O"Brien', 'O"Brien'), ('"Sm\nith"', "Sm\nith"), ('"Sm""ith"', 'Sm"ith')],
-    ids=["quote-inside-field", "line-break-in-quotes", "escaped-quote"],
-)
-def test_read_csv_quoting_edge_cases(tmp_path: Path, written: str, read: str) -> None:
-    rows = [s4e1_row(i) for i in range(6)]
-    rows[2][2] = written
-    raw = read_csv(write(tmp_path, csv_text(rows)))
-    assert len(raw) == 6
-    assert raw.loc[2, "Surname"] == read
-
-
-def test_read_csv_unclosed_quote(tmp_path: Path) -> None:
-    rows = [s4e1_row(i) for i in range(6)]
-    rows[2][2] = '"Smith'  # data row 3 is line 4
-    with pytest.raises(DataValidationError, match=r'bank\.csv: line 4 opens a quote \(".*closed'):
-        read_csv(write(tmp_path, csv_text(rows)))
 
 
 def test_read_csv_returns_raw_frame(raw: pd.DataFrame) -> None:
@@ -465,57 +267,6 @@ def test_churn_modelling_variant_gives_same_dtypes(tmp_path: Path) -> None:
 
 
 # ------------------------------------------------------------------------------------------
-# The real files
-# ------------------------------------------------------------------------------------------
-
-
-def real_file(name: str) -> Path:
-    path = SHARED_DATA / name
-    if not path.is_file():
-        pytest.skip(f"{path} is not available")
-    return path
-
-
-@pytest.mark.parametrize(
-    ("name", "rows", "churned", "first_column", "sha256"),
-    [
-        (
-            "bank_churn_train.csv",
-            165_034,
-            34_921,
-            "id",
-            "ff1e0eb402d364adaf0c3f9cc8b2351cde0657642bf4cb3ed56efcf31b67d1b0",
-        ),
-        (
-            "churn_modelling.csv",
-            10_000,
-            2_037,
-            "RowNumber",
-            "ee2a5c9d8daf3aed0d91c4d883a84ebb77d271447bebc0f0c80aafb0f288ceab",
-        ),
-    ],
-)
-def test_real_file_loads(
-    name: str, rows: int, churned: int, first_column: str, sha256: str
-) -> None:
-    path = real_file(name)
-    assert file_sha256(path) == sha256
-    raw = read_csv(path)
-    assert raw.columns[0] == first_column
-    assert len(raw.columns) == 14
-    clean = load_dataset(path)
-    assert clean.shape == (rows, len(FEATURE_COLUMNS) + 1)
-    assert list(clean.columns) == [*FEATURE_COLUMNS, DEFAULT_TARGET]
-    assert clean.dtypes.to_dict() == CLEAN_DTYPES
-    assert int(clean[DEFAULT_TARGET].sum()) == churned
-    assert not clean[list(FEATURE_COLUMNS)].isna().any().any()
-    assert set(clean["Geography"]) == {"France", "Spain", "Germany"}
-    assert set(clean["Gender"]) == {"Male", "Female"}
-    assert clean["CreditScore"].between(350, 850).all()
-    assert clean["Age"].between(18, 92).all()
-
-
-# ------------------------------------------------------------------------------------------
 # The generator
 # ------------------------------------------------------------------------------------------
 
@@ -609,78 +360,3 @@ def test_generator_handles_full_size() -> None:
 def test_generator_rejects_no_rows() -> None:
     with pytest.raises(ValueError, match="n_rows must be at least 1"):
         generate_bank_churn(0)
-
-
-# ------------------------------------------------------------------------------------------
-# Splits and samples
-# ------------------------------------------------------------------------------------------
-
-
-def test_split_holdout_is_stratified() -> None:
-    frame = generate_bank_churn(2_000, seed=8)
-    train, test = split_holdout(frame, target=DEFAULT_TARGET, test_size=0.25, seed=3)
-    assert (len(train), len(test)) == (1_500, 500)
-    assert isinstance(train.index, pd.RangeIndex) and isinstance(test.index, pd.RangeIndex)
-    assert sorted([*train["id"], *test["id"]]) == list(range(2_000))
-    positives = frame[DEFAULT_TARGET].sum()
-    assert abs(test[DEFAULT_TARGET].sum() - positives * 0.25) <= 1
-    again, _ = split_holdout(frame, target=DEFAULT_TARGET, test_size=0.25, seed=3)
-    pd.testing.assert_frame_equal(train, again)
-
-
-def test_split_holdout_errors() -> None:
-    frame = pd.DataFrame({"x": range(10), DEFAULT_TARGET: [1] + [0] * 9})
-    with pytest.raises(DataValidationError, match=r"cannot split 10 rows.*'Exited'.*class 1: 1\)"):
-        split_holdout(frame, target=DEFAULT_TARGET, test_size=0.2, seed=0)
-    with pytest.raises(DataValidationError, match="target column 'y' not found"):
-        split_holdout(frame, target="y", test_size=0.2, seed=0)
-    with pytest.raises(ValueError, match="test_size must be between 0 and 1"):
-        split_holdout(frame, target=DEFAULT_TARGET, test_size=1.5, seed=0)
-
-
-def test_stratified_sample() -> None:
-    frame = generate_bank_churn(3_000, seed=2)
-    sample = stratified_sample(frame, target=DEFAULT_TARGET, n_rows=600, seed=1)
-    assert len(sample) == 600
-    assert isinstance(sample.index, pd.RangeIndex)
-    assert sample["id"].is_unique and sample["id"].isin(frame["id"]).all()
-    assert abs(sample[DEFAULT_TARGET].sum() - frame[DEFAULT_TARGET].mean() * 600) <= 1
-    assert stratified_sample(frame, target=DEFAULT_TARGET, n_rows=3_000, seed=1) is frame
-
-
-def test_stratified_sample_errors() -> None:
-    frame = pd.DataFrame({"x": range(10), DEFAULT_TARGET: [0, 1, 2] + [0] * 7})
-    with pytest.raises(DataValidationError, match="cannot draw a stratified sample of 2 rows"):
-        stratified_sample(frame, target=DEFAULT_TARGET, n_rows=2, seed=0)
-    with pytest.raises(ValueError, match="n_rows must be at least 1"):
-        stratified_sample(frame, target=DEFAULT_TARGET, n_rows=0, seed=0)
-
-
-# ------------------------------------------------------------------------------------------
-# Digests
-# ------------------------------------------------------------------------------------------
-
-
-def test_frame_digest_is_stable() -> None:
-    frame = validate_frame(generate_bank_churn(500, seed=6), source="generated")
-    digest = frame_digest(frame)
-    assert re.fullmatch(r"[0-9a-f]{16}", digest)
-    assert frame_digest(frame.copy()) == digest
-    assert frame_digest(frame.set_axis(range(100, 600)).reset_index(drop=True)) == digest
-    assert frame_digest(frame.set_axis(range(100, 600))) == digest  # the index is ignored
-
-    changed = frame.copy()
-    changed.loc[0, "Age"] += 1
-    assert frame_digest(changed) != digest
-    assert frame_digest(frame.astype({"Tenure": "int64"})) != digest
-    assert frame_digest(frame.rename(columns={"Age": "age"})) != digest
-    assert frame_digest(frame.iloc[::-1]) != digest
-
-
-def test_file_sha256(tmp_path: Path) -> None:
-    payload = os.urandom(3 * (1 << 20) + 17)  # spans several read chunks
-    path = write(tmp_path, payload, "blob.bin")
-    assert file_sha256(path) == hashlib.sha256(payload).hexdigest()
-    assert file_sha256(str(path)) == file_sha256(path)
-    with pytest.raises(FileNotFoundError):
-        file_sha256(tmp_path / "missing.bin")
