@@ -105,8 +105,10 @@ def run_sweep(spec: dict[str, Any]) -> dict[str, Any]:
     from cli.sweep import check_data
     from flows.sweep.flow import sweep
     from studies.storage import make_storage
+    from sweepflow.memory import limit_malloc_arenas
     from tracking.store import mlruns_dir
 
+    limit_malloc_arenas()  # as the command line does before its first thread
     imported = time.time()
     if spec["prefect"] == "temporary":
         # Start the temporary server the flow would start, to time it apart; the flow finds

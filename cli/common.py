@@ -14,7 +14,7 @@ from typing import Any, NoReturn
 import typer
 from rich.console import Console
 
-from sweepflow import settings
+from sweepflow import memory, settings
 
 console = Console()
 errors = Console(stderr=True)
@@ -41,8 +41,10 @@ def process_defaults() -> None:
     - its anonymous usage report is off: with no internet it only printed "database is locked"
       tracebacks and "Failed to send telemetry" errors on the console;
     - and what every process of ours runs with (``sweepflow.settings.FORCED_ENVIRONMENT``: no
-      pickle loading through MLflow), whatever the user exported.
+      pickle loading through MLflow), whatever the user exported;
+    - few allocator arenas, before the first thread starts (``sweepflow.memory``).
     """
+    memory.limit_malloc_arenas()
     if not os.environ.get("PREFECT_API_URL"):
         from cli.server import recorded_server_url  # here: it imports this module
 

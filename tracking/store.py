@@ -24,7 +24,7 @@ from filelock import FileLock
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-from sweepflow import settings
+from sweepflow import memory, settings
 from sweepflow.settings import mask_uri
 
 #: Errors of a tracking store that callers report in one line (MLflow's, and the file system's).
@@ -205,9 +205,11 @@ def _on_sqlite_connect(connection: Any, _record: Any) -> None:
 
 
 def guard_process() -> None:
-    """Force our process settings (no pickle loading through MLflow, no run links printed);
-    see :data:`sweepflow.settings.FORCED_ENVIRONMENT`."""
+    """Force our process settings (no pickle loading through MLflow, no run links printed; see
+    :data:`sweepflow.settings.FORCED_ENVIRONMENT`) and few allocator arenas
+    (``sweepflow.memory``): a flow run by a worker gets them with its first client."""
     settings.force_process_environment()
+    memory.limit_malloc_arenas()
 
 
 def _client(target: TrackingTarget) -> MlflowClient:

@@ -1,0 +1,52 @@
+"""The allocator's arenas are capped (sweepflow.memory): threads share them instead of each
+growing its own, and a user's MALLOC_ARENA_MAX is left alone."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from sweepflow.memory import limit_malloc_arenas
+
+# Eight threads allocate at once, then glibc's malloc_stats() lists one "Arena N:" per arena.
+PROBE = """
+import ctypes, ctypes.util, sys, threading
+from sweepflow.memory import limit_malloc_arenas
+if sys.argv[1] == "limit":
+    assert limit_malloc_arenas()
+barrier = threading.Barrier(8)
+def work():
+    barrier.wait()
+    blocks = [bytearray(200_000) for _ in range(20)]
+    barrier.wait()
+threads = [threading.Thread(target=work) for _ in range(8)]
+for t in threads: t.start()
+for t in threads: t.join()
+ctypes.CDLL(ctypes.util.find_library("c")).malloc_stats()
+"""
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc only")
+
+
+def _arenas(mode: str) -> int:
+    env = {k: v for k, v in os.environ.items() if k != "MALLOC_ARENA_MAX"}
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE, mode], env=env, capture_output=True, text=True, check=True
+    )
+    return done.stderr.count("Arena ")
+
+
+def test_threads_share_the_capped_arenas():
+    cap = max(2, os.cpu_count() or 2)
+    limited = _arenas("limit")
+    assert 1 <= limited <= cap
+    if cap < 8:  # the default gives each of the 8 threads an arena of its own
+        assert _arenas("default") > cap
+
+
+def test_a_users_malloc_arena_max_is_left_alone(monkeypatch):
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
+    assert limit_malloc_arenas() is False
