@@ -3,8 +3,9 @@ a bad file costs a one-line message and exit code 2, not a server start and a tr
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -71,6 +72,15 @@ def check_data(config: SweepConfig) -> prepare.PreparedData:
 
     limit = settings.current().sweepflow_max_data_bytes
     return cache.prepare_data(config, cache.cache_folder(mlruns_dir()), max_bytes=limit)[0]
+
+
+def _open_stores() -> None:
+    """Make the MLflow stores ahead of the flow; a failure is left for the flow to meet again
+    and report as it always does (an unreachable server, a database refusing)."""
+    from tracking.store import open_stores
+
+    with suppress(Exception):
+        open_stores()
 
 
 def check_backends(config: SweepConfig) -> None:
@@ -244,8 +254,11 @@ def sweep(
     )
     if not verbose:
         quiet_console_logs()
-    # Every check has passed: the server boots on the other core while the flow is imported.
+    # Every check has passed: the server boots on the other core while the flow is imported,
+    # and the MLflow stores are made (a fresh SQLite store migrated) while the server boots.
     server = ServerStart()
+    stores = threading.Thread(target=_open_stores, name="open-mlflow-stores")
+    stores.start()
     from flows.sweep.flow import SweepFailedError
     from flows.sweep.flow import sweep as sweep_flow
 
@@ -253,6 +266,7 @@ def sweep(
         quiet_console_logs(reported=(SweepFailedError,))
     try:
         with trial_progress(settings.n_trials, enabled=not verbose):
+            stores.join()  # before the flow: the stores are made once, never by two at once
             server.wait()
             summary = sweep_flow(config=settings)
     except SweepFailedError as error:

@@ -250,6 +250,13 @@ def connect(target: TrackingTarget | None = None) -> MlflowClient:
     return client
 
 
+def open_stores(target: TrackingTarget | None = None) -> None:
+    """Create (or check) the tracking store and the model registry now, as :func:`connect` does
+    for the first: a fresh SQLite store is made and migrated here, once. The command line does
+    this while Prefect's server starts; the flow then finds both stores ready."""
+    connect(target).search_registered_models(max_results=1)
+
+
 def ensure_experiment(client: MlflowClient, name: str, target: TrackingTarget) -> str:
     """The id of experiment ``name``, created (with a local artifact root) when missing."""
     experiment = client.get_experiment_by_name(name)
