@@ -11,11 +11,12 @@ from __future__ import annotations
 import os
 import zipfile
 from pathlib import Path
-from typing import Any
-
-import skops.io as sio
+from typing import TYPE_CHECKING, Any
 
 from churnml.digests import file_sha256
+
+if TYPE_CHECKING:
+    import skops.io
 
 #: Types our churn pipeline needs beyond skops' built-in safe set. Widening this list is a
 #: security decision: add a type only after checking it cannot run code on load.
@@ -33,12 +34,20 @@ class ModelFileError(ValueError):
     """A model file was refused: missing, too large, tampered with, or holding untrusted types."""
 
 
+def _skops() -> skops.io:
+    # skops imports every scikit-learn estimator to list its safe types (0.7 s): loaded when a
+    # file is first read or written, not by every module that imports this one.
+    import skops.io
+
+    return skops.io
+
+
 def save_model_file(model: Any, path: str | Path) -> str:
     """Write ``model`` as a compressed skops file (atomically) and return its sha256."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + ".partial")
-    sio.dump(model, partial, compression=zipfile.ZIP_DEFLATED, compresslevel=6)
+    _skops().dump(model, partial, compression=zipfile.ZIP_DEFLATED, compresslevel=6)
     os.replace(partial, path)
     return file_sha256(path)
 
@@ -63,7 +72,7 @@ def check_model_file(
     if not zipfile.is_zipfile(path):
         raise ModelFileError(f"{path}: not a skops file (a pickle or other format); refused")
     try:
-        untrusted = sio.get_untrusted_types(file=path)
+        untrusted = _skops().get_untrusted_types(file=path)
     except Exception as error:  # any parse failure means we cannot vouch for the file
         raise ModelFileError(f"{path}: unreadable skops schema ({error}); refused") from None
     refused = sorted(set(untrusted) - set(TRUSTED_TYPES))
@@ -79,6 +88,6 @@ def load_model_file(
     """Check, then load a skops model file trusting only :data:`TRUSTED_TYPES`."""
     check_model_file(path, expected_sha256=expected_sha256, max_bytes=max_bytes)
     try:
-        return sio.load(path, trusted=list(TRUSTED_TYPES))
+        return _skops().load(path, trusted=list(TRUSTED_TYPES))
     except Exception as error:
         raise ModelFileError(f"{path}: could not load ({error})") from None

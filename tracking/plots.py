@@ -10,13 +10,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 from urllib.parse import quote, urlencode
 
-from matplotlib.figure import Figure
 from mlflow import MlflowClient
 
 from churnml.plots import MODEL_PLOTS, STUDY_PLOTS, StudyPlots, study_html
 from tracking.store import TrackingTarget
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 OPTUNA_DIR = "optuna"
 MODEL_DIR = "model"

@@ -8,11 +8,10 @@ global state and are safe off the main thread.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure
 from sklearn.calibration import calibration_curve
 from sklearn.metrics import (
     average_precision_score,
@@ -24,6 +23,9 @@ from sklearn.metrics import (
 from sklearn.pipeline import Pipeline
 
 from churnml.model import feature_importances
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 #: File stem -> title of the best model's plots.
 MODEL_PLOTS: dict[str, str] = {
@@ -49,8 +51,15 @@ def _probabilities(probabilities: Sequence[float] | np.ndarray, n_rows: int) -> 
     return values
 
 
+def _new_figure(width: float, height: float) -> Figure:
+    # matplotlib is imported when a plot is first drawn, not by every importer of this module.
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height), layout="constrained")
+
+
 def _figure(width: float = 5.5, height: float = 4.5) -> tuple[Figure, Any]:
-    figure = Figure(figsize=(width, height), layout="constrained")
+    figure = _new_figure(width, height)
     return figure, figure.subplots()
 
 
@@ -165,7 +174,7 @@ def calibration_figure(
     scores = _probabilities(probabilities, len(labels))
     # Quantile bins hold equal numbers of rows, so no point rests on a handful of them.
     observed, predicted = calibration_curve(labels, scores, n_bins=n_bins, strategy="quantile")
-    figure = Figure(figsize=(5.5, 5.5), layout="constrained")
+    figure = _new_figure(5.5, 5.5)
     curve, histogram = figure.subplots(2, 1, sharex=True, height_ratios=[3, 1])
     curve.plot([0, 1], [0, 1], ls="--", color="grey", lw=1, label="perfectly calibrated")
     curve.plot(predicted, observed, marker="o", lw=2, label="model")

@@ -13,11 +13,13 @@ import html
 import threading
 import warnings
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import optuna
-from matplotlib.figure import Figure
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 #: File stem -> title of the Optuna study's plots.
 STUDY_PLOTS: dict[str, str] = {
@@ -95,17 +97,33 @@ def study_plot_problem(study: optuna.Study, name: str) -> str | None:
     return None
 
 
-def _draw(study: optuna.Study, name: str, module: Any, seed: int) -> Any:
+class _ImportancesOnce(optuna.importance.BaseImportanceEvaluator):
+    """fANOVA (a forest fit on the trials) computed once for both pictures of the importances."""
+
+    def __init__(self, seed: int) -> None:
+        self._fanova = optuna.importance.FanovaImportanceEvaluator(seed=seed)
+        self._found: dict[tuple[Any, ...], dict[str, float]] = {}
+
+    def evaluate(
+        self, study: optuna.Study, params: list[str] | None = None, *, target: Any = None
+    ) -> dict[str, float]:
+        key = (id(study), tuple(params or ()), target)
+        if key not in self._found:
+            self._found[key] = self._fanova.evaluate(study, params=params, target=target)
+        return self._found[key]
+
+
+def _draw(study: optuna.Study, name: str, module: Any, seed: int, importances: Any = None) -> Any:
     arguments: dict[str, Any] = {"target_name": OBJECTIVE_NAME}
     if name == "param_importances":
-        evaluator = optuna.importance.FanovaImportanceEvaluator(seed=seed)
+        evaluator = importances or optuna.importance.FanovaImportanceEvaluator(seed=seed)
         arguments |= {"evaluator": evaluator, "params": varied_params(study)}
     elif name in ("parallel_coordinate", "slice"):
         arguments["params"] = varied_params(study)
     return getattr(module, f"plot_{name}")(study, **arguments)
 
 
-def _static(study: optuna.Study, name: str, seed: int) -> Figure:
+def _static(study: optuna.Study, name: str, seed: int, importances: Any = None) -> Figure:
     import matplotlib
 
     # Files only, from whatever thread runs the task: never a GUI toolkit.
@@ -114,7 +132,7 @@ def _static(study: optuna.Study, name: str, seed: int) -> Figure:
 
     with _PYPLOT_LOCK, warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        drawn = _draw(study, name, optuna.visualization.matplotlib, seed)
+        drawn = _draw(study, name, optuna.visualization.matplotlib, seed, importances)
         every_axes = np.ravel(drawn)  # plot_slice returns one Axes per parameter
         figure = every_axes[0].get_figure()
         width, height = figure.get_figwidth(), figure.get_figheight()
@@ -141,13 +159,14 @@ def study_plot(study: optuna.Study, name: str, *, seed: int = 0) -> StudyPlot | 
     """
     if study_plot_problem(study, name) is not None:
         return None
-    interactive = _draw(study, name, optuna.visualization, seed)
+    importances = _ImportancesOnce(seed)
+    interactive = _draw(study, name, optuna.visualization, seed, importances)
     interactive.update_layout(title=STUDY_PLOTS[name])
     return StudyPlot(
         name=name,
         title=STUDY_PLOTS[name],
         interactive=interactive,
-        static=_static(study, name, seed),
+        static=_static(study, name, seed, importances),
     )
 
 

@@ -68,6 +68,7 @@ def sweep(config: SweepConfig = SweepConfig()) -> SweepSummary:  # noqa: B008 - 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # our own log says it better
     with steps.failing_sweep_run(context), runtime.held(data_key):
         study, plan = open_study(config, context, previous_study)
+        steps.import_end_of_run_modules()  # skops, matplotlib: while the trials run
         runner = runners.trial_runner(config)
         with plan.keeper.running() as keeper, runners.opened(runner) as opened:
             results, stop_reason = run_trials(
@@ -75,9 +76,11 @@ def sweep(config: SweepConfig = SweepConfig()) -> SweepSummary:  # noqa: B008 - 
             )
         best = steps.pick_best(study, results)
         model, holdout = refit_and_evaluate(best, data_key, config.seed)
+        # The plots need only the model and the study: drawn while the model is registered.
+        plots_drawn = log_plots.submit(model, study, context)
         version = register_model(model, context, config, best, holdout)
         skops_file, sha256 = save_skops(model, version, context, config)
-        plots = log_plots(model, study, context)
+        plots = plots_drawn.result()
         summary = report.summarize(
             context=context,
             experiment_name=config.experiment_name,
