@@ -102,7 +102,7 @@ def run_sweep(spec: dict[str, Any]) -> dict[str, Any]:
 
     from churnml.config import SweepConfig
     from cli.common import quiet_console_logs
-    from cli.sweep import check_data
+    from cli.sweep import check_data, ready_for_the_flow
     from flows.sweep.flow import sweep
     from studies.storage import make_storage
     from sweepflow.memory import limit_malloc_arenas
@@ -123,6 +123,7 @@ def run_sweep(spec: dict[str, Any]) -> dict[str, Any]:
     # (the flow's prepare-data then takes the same frames: churnml.cache).
     prepared = check_data(config)
     quiet_console_logs()
+    ready_for_the_flow()  # the command does this on a thread while the server boots
     summary = sweep(config=config)
     del prepared
     ended = time.time()

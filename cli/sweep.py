@@ -74,13 +74,20 @@ def check_data(config: SweepConfig) -> prepare.PreparedData:
     return cache.prepare_data(config, cache.cache_folder(mlruns_dir()), max_bytes=limit)[0]
 
 
-def _open_stores() -> None:
-    """Make the MLflow stores ahead of the flow; a failure is left for the flow to meet again
-    and report as it always does (an unreachable server, a database refusing)."""
+def ready_for_the_flow() -> None:
+    """Make the MLflow stores ahead of the flow, then import what only the end of the flow
+    needs (``flows.sweep.steps.END_OF_RUN_MODULES``). A failure is left for the flow to meet
+    again and report as it always does (an unreachable server, a database refusing)."""
+    import importlib
+
+    from flows.sweep.steps import END_OF_RUN_MODULES
     from tracking.store import open_stores
 
     with suppress(Exception):
         open_stores()
+    for name in END_OF_RUN_MODULES:
+        with suppress(Exception):
+            importlib.import_module(name)
 
 
 def check_backends(config: SweepConfig) -> None:
@@ -257,8 +264,8 @@ def sweep(
     # Every check has passed: the server boots on the other core while the flow is imported,
     # and the MLflow stores are made (a fresh SQLite store migrated) while the server boots.
     server = ServerStart()
-    stores = threading.Thread(target=_open_stores, name="open-mlflow-stores")
-    stores.start()
+    ready = threading.Thread(target=ready_for_the_flow, name="ready-for-the-flow")
+    ready.start()
     from flows.sweep.flow import SweepFailedError
     from flows.sweep.flow import sweep as sweep_flow
 
@@ -266,7 +273,7 @@ def sweep(
         quiet_console_logs(reported=(SweepFailedError,))
     try:
         with trial_progress(settings.n_trials, enabled=not verbose):
-            stores.join()  # before the flow: the stores are made once, never by two at once
+            ready.join()  # before the flow: the stores are made once, never by two at once
             server.wait()
             summary = sweep_flow(config=settings)
     except SweepFailedError as error:

@@ -68,7 +68,6 @@ def sweep(config: SweepConfig = SweepConfig()) -> SweepSummary:  # noqa: B008 - 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # our own log says it better
     with steps.failing_sweep_run(context), runtime.held(data_key):
         study, plan = open_study(config, context, previous_study)
-        steps.import_end_of_run_modules()  # skops, matplotlib: while the trials run
         runner = runners.trial_runner(config)
         with plan.keeper.running() as keeper, runners.opened(runner) as opened:
             results, stop_reason = run_trials(

@@ -3,9 +3,7 @@
 
 from __future__ import annotations
 
-import importlib
 import json
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -35,28 +33,9 @@ class SweepFailedError(RuntimeError):
 
 
 #: What only the end of a sweep needs: skops for the model file (it imports every scikit-learn
-#: estimator, 0.7 s), matplotlib for the plots. Left out of the flow's imports, so a sweep starts
-#: sooner; imported while the trials run instead, so it does not end later.
+#: estimator, 0.7 s), matplotlib for the plots. Left out of the flow's imports, so a sweep with a
+#: running server starts sooner; the command line imports them while a temporary server boots.
 END_OF_RUN_MODULES = ("skops.io", "matplotlib.figure", "matplotlib.backends.backend_agg")
-
-
-def import_end_of_run_modules() -> threading.Thread:
-    """Import :data:`END_OF_RUN_MODULES` on a daemon thread and return it.
-
-    Started as the trials begin: the trials' forests release the GIL, so the imports take little
-    from them. A module that fails to import here fails again where it is used, and says so there.
-    """
-
-    def load() -> None:
-        for name in END_OF_RUN_MODULES:
-            try:
-                importlib.import_module(name)
-            except Exception:  # reported by the import where the module is needed
-                continue
-
-    thread = threading.Thread(target=load, name="import-end-of-run", daemon=True)
-    thread.start()
-    return thread
 
 
 def start_sweep_run(
