@@ -75,16 +75,18 @@ def check_data(config: SweepConfig) -> prepare.PreparedData:
 
 
 def ready_for_the_flow() -> None:
-    """Make the MLflow stores ahead of the flow, then import what only the end of the flow
-    needs (``flows.sweep.steps.END_OF_RUN_MODULES``). A failure is left for the flow to meet
-    again and report as it always does (an unreachable server, a database refusing)."""
+    """Make the MLflow stores ahead of the flow, ready MLflow's model logging, then import what
+    only the end of the flow needs (``flows.sweep.steps.END_OF_RUN_MODULES``). A failure is left
+    for the flow to meet again and report as it always does (an unreachable server, a database
+    refusing)."""
     import importlib
 
     from flows.sweep.steps import END_OF_RUN_MODULES
-    from tracking.store import open_stores
+    from tracking.store import open_stores, warm_model_logging
 
     with suppress(Exception):
         open_stores()
+    warm_model_logging()
     for name in END_OF_RUN_MODULES:
         with suppress(Exception):
             importlib.import_module(name)

@@ -1,14 +1,21 @@
 """``cli.common.ServerStart``: the sweep command starts Prefect's temporary server in the
-background once its checks pass, and only when no server is set. tests/test_first_run.py runs the
+background once its checks pass, and only when no server is set; meanwhile it readies what the
+flow will need. tests/test_first_run.py runs the
 real thing (the console script on a fresh Prefect home)."""
 
 from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
 
 import pytest
 from prefect.server.api.server import SubprocessASGIServer
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from cli.common import ServerStart
+from sweepflow.processes import REPO
 
 
 def test_no_server_is_started_when_one_is_set(prefect_harness):
@@ -28,3 +35,32 @@ def test_a_server_that_cannot_start_is_reported_on_the_commands_thread(monkeypat
     assert start._thread is not None
     with pytest.raises(RuntimeError, match="Timed out"):
         start.wait()
+
+
+# In a fresh process: MLflow's package map and the imports must not be there before.
+READY = """
+import sys
+from mlflow.utils import requirements_utils
+from cli.sweep import ready_for_the_flow
+import flows.sweep.flow
+from flows.sweep.steps import END_OF_RUN_MODULES
+assert requirements_utils._MODULES_TO_PACKAGES is None
+assert not any(name in sys.modules for name in END_OF_RUN_MODULES)
+ready_for_the_flow()
+assert requirements_utils._MODULES_TO_PACKAGES, "MLflow's package map was not built"
+assert all(name in sys.modules for name in END_OF_RUN_MODULES)
+"""
+
+
+def test_while_the_server_boots_the_stores_are_made_and_model_logging_readied(tmp_path):
+    """What the command does on a thread while the server boots (cli.sweep.ready_for_the_flow):
+    the local stores exist after it, MLflow's package map (read when a model is logged) is built,
+    and skops and matplotlib are imported; none of it by merely importing the flow."""
+    env = {**os.environ, "SWEEPFLOW_MLRUNS": str(tmp_path)}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    env.pop("MLFLOW_REGISTRY_URI", None)
+    subprocess.run([sys.executable, "-c", READY], env=env, check=True, cwd=REPO)
+    tables = sqlite3.connect(tmp_path / "mlflow.db").execute(
+        "select name from sqlite_master where type = 'table'"
+    )
+    assert {"runs", "registered_models"} <= {name for (name,) in tables}

@@ -8,8 +8,10 @@ them and says where they can be seen.
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 from urllib.parse import quote, urlencode
 
@@ -65,8 +67,14 @@ def artifact_file_url(target: TrackingTarget, run_id: str, path: str) -> str:
 
 
 def _save(client: MlflowClient, run_id: str, figure: Figure, path: str) -> None:
-    # bbox "tight" keeps Optuna's outside legends and long tick labels inside the picture.
-    client.log_figure(run_id, figure, path, save_kwargs={"dpi": PNG_DPI, "bbox_inches": "tight"})
+    # Drawn here, then logged as a file: a local store's client holds its lock for each call
+    # (tracking.store.SerializedClient), and drawing (~0.3 s a plot) must not hold it while the
+    # model is being registered beside the plots.
+    with tempfile.TemporaryDirectory(prefix="sweepflow-plot-") as folder:
+        local = Path(folder) / PurePosixPath(path).name
+        # bbox "tight" keeps Optuna's outside legends and long tick labels inside the picture.
+        figure.savefig(local, dpi=PNG_DPI, bbox_inches="tight")
+        client.log_artifact(run_id, str(local), artifact_path=str(PurePosixPath(path).parent))
 
 
 def log_model_plots(client: MlflowClient, run_id: str, figures: Mapping[str, Figure]) -> list[str]:

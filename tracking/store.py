@@ -8,6 +8,7 @@ local default is SQLite, not plain folders.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import sqlite3
@@ -255,6 +256,20 @@ def open_stores(target: TrackingTarget | None = None) -> None:
     for the first: a fresh SQLite store is made and migrated here, once. The command line does
     this while Prefect's server starts; the flow then finds both stores ready."""
     connect(target).search_registered_models(max_results=1)
+
+
+def warm_model_logging() -> None:
+    """Build, ahead of the first model logged in this process, MLflow's map of installed
+    packages, which it reads to check a model's pip requirements against this environment
+    (``importlib.metadata.packages_distributions``: 1.3 s, once a process).
+
+    Reaches into MLflow's internals (``mlflow.utils.requirements_utils``); should they move, this
+    does nothing and the map is built when the model is logged, as before.
+    """
+    with contextlib.suppress(Exception):
+        from mlflow.utils import requirements_utils
+
+        requirements_utils._init_modules_to_packages_map()
 
 
 def ensure_experiment(client: MlflowClient, name: str, target: TrackingTarget) -> str:
