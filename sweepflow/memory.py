@@ -1,10 +1,11 @@
 """How the process's C allocator keeps memory: few arenas, so what one thread frees another reuses.
 
-glibc gives each new thread that contends for the allocator an arena of its own, up to 8 per
-core. A sweep runs its trials on Prefect's task threads (and scikit-learn's on joblib's), not on
-the thread that loaded the data, so each arena grows its own high-water mark: at 165k rows the
-sweep's process peaked about 90 MiB higher than with two arenas, for no gain in speed on 2 cores.
-A bare Optuna loop with one job never meets this: it fits on the thread that loaded the data.
+glibc gives each new thread an arena of its own, up to 8 per core. A sweep runs its trials on
+Prefect's task threads (and scikit-learn's on joblib's), not on the thread that loaded the data,
+so each arena grows its own high-water mark: a 4-trial sweep at 165k rows peaked at 744 MiB, and
+at 652 MiB with two arenas. A bare Optuna loop with one job never meets this: it fits on the
+thread that loaded the data. Fewer arenas can mean more waiting on the allocator's lock; on 2
+cores the benchmarks could not tell it from their noise (docs/benchmarks.md).
 """
 
 from __future__ import annotations
