@@ -9,6 +9,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+import time
 
 import pytest
 from prefect.server.api.server import SubprocessASGIServer
@@ -64,3 +65,15 @@ def test_while_the_server_boots_the_stores_are_made_and_model_logging_readied(tm
         "select name from sqlite_master where type = 'table'"
     )
     assert {"runs", "registered_models"} <= {name for (name,) in tables}
+
+
+def test_a_tracking_server_is_left_to_the_flow():
+    """Nothing is asked of a tracking server ahead of the flow: an unreachable one would be
+    retried by MLflow twice, here and in the flow, before the sweep could report it."""
+    from sweepflow.processes import free_port
+    from tracking.store import TrackingTarget, open_stores
+
+    down = f"http://127.0.0.1:{free_port()}"
+    started = time.monotonic()
+    open_stores(TrackingTarget(tracking_uri=down, registry_uri=down, artifact_root=None))
+    assert time.monotonic() - started < 1.0

@@ -252,10 +252,16 @@ def connect(target: TrackingTarget | None = None) -> MlflowClient:
 
 
 def open_stores(target: TrackingTarget | None = None) -> None:
-    """Create (or check) the tracking store and the model registry now, as :func:`connect` does
-    for the first: a fresh SQLite store is made and migrated here, once. The command line does
-    this while Prefect's server starts; the flow then finds both stores ready."""
-    connect(target).search_registered_models(max_results=1)
+    """Create (or check) a local SQLite store's tracking and registry tables now, as
+    :func:`connect` does for the first: a fresh store is made and migrated here, once. The
+    command line does this while Prefect's server starts; the flow then finds them ready.
+
+    A tracking server needs no set-up here: it is left to the flow, so an unreachable one is
+    met (and retried by MLflow) once, not twice.
+    """
+    target = target or resolve_target()
+    if target.is_local_sqlite:
+        connect(target).search_registered_models(max_results=1)
 
 
 def warm_model_logging() -> None:
