@@ -34,6 +34,7 @@ from cli.common import (
     is_console_script,
     quiet_console_logs,
 )
+from sweepflow import memory
 
 
 def _read_config_file(path: Path) -> dict[str, Any]:
@@ -79,14 +80,21 @@ def ready_for_the_flow() -> None:
     only the end of the flow needs (``flows.sweep.steps.END_OF_RUN_MODULES``). A failure is left
     for the flow to meet again and report as it always does (an unreachable server, a database
     refusing)."""
-    import importlib
-
-    from flows.sweep.steps import END_OF_RUN_MODULES
     from tracking.store import open_stores, warm_model_logging
 
     with suppress(Exception):
         open_stores()
     warm_model_logging()
+    import_end_of_run()
+
+
+def import_end_of_run() -> None:
+    """Import what only the end of the flow needs (``flows.sweep.steps.END_OF_RUN_MODULES``);
+    one that fails to import is left for the flow to report."""
+    import importlib
+
+    from flows.sweep.steps import END_OF_RUN_MODULES
+
     for name in END_OF_RUN_MODULES:
         with suppress(Exception):
             importlib.import_module(name)
@@ -263,6 +271,8 @@ def sweep(
     )
     if not verbose:
         quiet_console_logs()
+    if settings.task_runner == "threads":  # before the threads below, which take their arenas
+        memory.limit_malloc_arenas(settings.parallel)
     # Every check has passed: the server boots on the other core while the flow is imported,
     # and the MLflow stores are made (a fresh SQLite store migrated) while the server boots.
     server = ServerStart()

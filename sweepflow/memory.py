@@ -3,9 +3,11 @@
 glibc gives each new thread an arena of its own, up to 8 per core. A sweep runs its trials on
 Prefect's task threads (and scikit-learn's on joblib's), not on the thread that loaded the data,
 so each arena grows its own high-water mark: a 4-trial sweep at 165k rows peaked at 744 MiB, and
-at 652 MiB with two arenas. A bare Optuna loop with one job never meets this: it fits on the
-thread that loaded the data. Fewer arenas can mean more waiting on the allocator's lock; on 2
-cores the benchmarks could not tell it from their noise (docs/benchmarks.md).
+at 652 MiB with two arenas. With one trial at a time, one arena is enough: the trial thread then
+reuses what the data check freed, as a bare Optuna loop with one job does on its only thread
+(56 MiB less at 165k rows). A bare loop never meets this: it fits on the thread that loaded the
+data. Fewer arenas can mean more waiting on the allocator's lock; on 2 cores the benchmarks could
+not tell it from their noise (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -18,15 +20,29 @@ import sys
 #: glibc's mallopt parameter for the most arenas (malloc.h).
 _M_ARENA_MAX = -8
 
+#: The cap set in this process, if any: a later call only ever lowers it.
+_cap: int | None = None
 
-def limit_malloc_arenas() -> bool:
-    """Cap glibc's arenas at the machine's cores (at least 2). Returns whether it was set.
+
+def limit_malloc_arenas(threads: int | None = None) -> bool:
+    """Cap glibc's arenas. Returns whether a cap is in place.
+
+    Args:
+        threads: how many threads will do the heavy work at once (a sweep's ``parallel``),
+            when known: that many arenas, at most one per core. Unknown: one per core (at
+            least 2).
 
     A no-op off Linux/glibc, and when the user chose a value (``MALLOC_ARENA_MAX``, which glibc
-    reads at start-up). Arenas made before the call stay; later threads share the capped set.
+    reads at start-up). Arenas made before the call stay; later threads share the capped set. A
+    cap is never raised again (a client made later asks for the default cap).
     """
+    global _cap
     if not sys.platform.startswith("linux") or "MALLOC_ARENA_MAX" in os.environ:
         return False
+    cores = os.cpu_count() or 2
+    cap = max(2, cores) if threads is None else max(1, min(threads, cores))
+    if _cap is not None and cap >= _cap:
+        return True
     name = ctypes.util.find_library("c")
     if name is None:
         return False
@@ -34,4 +50,7 @@ def limit_malloc_arenas() -> bool:
         mallopt = ctypes.CDLL(name).mallopt
     except (OSError, AttributeError):  # musl and others have no mallopt
         return False
-    return bool(mallopt(_M_ARENA_MAX, max(2, os.cpu_count() or 2)))
+    if not mallopt(_M_ARENA_MAX, cap):
+        return False
+    _cap = cap
+    return True

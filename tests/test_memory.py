@@ -17,6 +17,9 @@ import ctypes, ctypes.util, sys, threading
 from sweepflow.memory import limit_malloc_arenas
 if sys.argv[1] == "limit":
     assert limit_malloc_arenas()
+if sys.argv[1] == "one":  # a sweep of one trial at a time; a client made later asks again
+    assert limit_malloc_arenas(1)
+    assert limit_malloc_arenas()
 barrier = threading.Barrier(8)
 def work():
     barrier.wait()
@@ -45,6 +48,10 @@ def test_threads_share_the_capped_arenas():
     assert 1 <= limited <= cap
     if cap < 8:  # the default gives each of the 8 threads an arena of its own
         assert _arenas("default") > cap
+
+
+def test_one_trial_at_a_time_keeps_one_arena_even_when_asked_for_more_later():
+    assert _arenas("one") == 1
 
 
 def test_a_users_malloc_arena_max_is_left_alone(monkeypatch):

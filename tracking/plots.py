@@ -99,6 +99,8 @@ def log_study_plots(
     """Log each study plot as ``optuna/<name>.png`` and all of them as one interactive page.
 
     The page (:data:`STUDY_PAGE`) is logged even when every plot was skipped, so it says why.
+    Each static figure is cleared once saved: nothing draws it again, and the end of a sweep,
+    where the plots are drawn, is where its memory peaks.
 
     Returns:
         The artifact paths logged, the page first.
@@ -108,6 +110,7 @@ def log_study_plots(
     for name, plot in plots.plots.items():
         path = f"{OPTUNA_DIR}/{name}.png"
         _save(client, run_id, plot.static, path)
+        plot.static.clear()
         paths.append(path)
     return paths
 

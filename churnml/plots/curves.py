@@ -7,7 +7,7 @@ global state and are safe off the main thread.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -226,11 +226,22 @@ def model_figures(
     Raises:
         ValueError: the rows hold one class only.
     """
+    return {name: draw() for name, draw in model_figure_drawers(pipeline, features, target).items()}
+
+
+def model_figure_drawers(
+    pipeline: Pipeline, features: pd.DataFrame, target: pd.Series
+) -> dict[str, Callable[[], Figure]]:
+    """The figures of :func:`model_figures`, each drawn when called (the holdout is scored
+    once, here): a caller that saves each before drawing the next holds one figure at a time.
+
+    A drawer raises ValueError when its plot cannot be drawn (rows of one class only).
+    """
     probabilities = pipeline.predict_proba(features)[:, 1]
     return {
-        "roc_curve": roc_curve_figure(target, probabilities),
-        "precision_recall_curve": precision_recall_figure(target, probabilities),
-        "confusion_matrix": confusion_matrix_figure(target, probabilities),
-        "calibration_curve": calibration_figure(target, probabilities),
-        "feature_importances": feature_importance_figure(feature_importances(pipeline)),
+        "roc_curve": lambda: roc_curve_figure(target, probabilities),
+        "precision_recall_curve": lambda: precision_recall_figure(target, probabilities),
+        "confusion_matrix": lambda: confusion_matrix_figure(target, probabilities),
+        "calibration_curve": lambda: calibration_figure(target, probabilities),
+        "feature_importances": lambda: feature_importance_figure(feature_importances(pipeline)),
     }
