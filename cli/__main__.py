@@ -1,5 +1,5 @@
 """``python -m cli``: the ``sweepflow`` command line."""
 
-from cli.main import app
+from cli.entry import main
 
-app()
+main()

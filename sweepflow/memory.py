@@ -20,7 +20,7 @@ import sys
 #: glibc's mallopt parameter for the most arenas (malloc.h).
 _M_ARENA_MAX = -8
 
-#: The cap set in this process, if any: a later call only ever lowers it.
+#: The cap set in this process, if any.
 _cap: int | None = None
 
 
@@ -28,21 +28,22 @@ def limit_malloc_arenas(threads: int | None = None) -> bool:
     """Cap glibc's arenas. Returns whether a cap is in place.
 
     Args:
-        threads: how many threads will do the heavy work at once (a sweep's ``parallel``),
-            when known: that many arenas, at most one per core. Unknown: one per core (at
-            least 2).
+        threads: how many threads will do the heavy work at once (a sweep's ``parallel``; 1
+            for the command line until it knows), when known: that many arenas, at most one
+            per core. Unknown (None): one per core, at least 2, unless a cap is already set,
+            which is then kept.
 
     A no-op off Linux/glibc, and when the user chose a value (``MALLOC_ARENA_MAX``, which glibc
-    reads at start-up). Arenas made before the call stay; later threads share the capped set. A
-    cap is never raised again (a client made later asks for the default cap).
+    reads at start-up). Arenas made before the call stay (a thread started by an import takes
+    one: cap before importing); later threads share the capped set.
     """
     global _cap
     if not sys.platform.startswith("linux") or "MALLOC_ARENA_MAX" in os.environ:
         return False
+    if threads is None and _cap is not None:
+        return True
     cores = os.cpu_count() or 2
     cap = max(2, cores) if threads is None else max(1, min(threads, cores))
-    if _cap is not None and cap >= _cap:
-        return True
     name = ctypes.util.find_library("c")
     if name is None:
         return False

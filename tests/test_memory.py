@@ -17,9 +17,12 @@ import ctypes, ctypes.util, sys, threading
 from sweepflow.memory import limit_malloc_arenas
 if sys.argv[1] == "limit":
     assert limit_malloc_arenas()
-if sys.argv[1] == "one":  # a sweep of one trial at a time; a client made later asks again
+if sys.argv[1] == "one":  # the command line; a client made later asks for the default
     assert limit_malloc_arenas(1)
     assert limit_malloc_arenas()
+if sys.argv[1] == "raised":  # the command line, then a sweep of two trials at a time
+    assert limit_malloc_arenas(1)
+    assert limit_malloc_arenas(2)
 barrier = threading.Barrier(8)
 def work():
     barrier.wait()
@@ -50,8 +53,12 @@ def test_threads_share_the_capped_arenas():
         assert _arenas("default") > cap
 
 
-def test_one_trial_at_a_time_keeps_one_arena_even_when_asked_for_more_later():
+def test_one_arena_is_kept_when_a_default_is_asked_later():
     assert _arenas("one") == 1
+
+
+def test_a_sweep_raises_the_cap_to_its_trials_at_once():
+    assert _arenas("raised") == min(2, os.cpu_count() or 2)
 
 
 def test_a_users_malloc_arena_max_is_left_alone(monkeypatch):
