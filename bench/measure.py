@@ -93,6 +93,15 @@ def tree_usage(root: int) -> tuple[int, float]:
     return rss, ticks / _TICK
 
 
+def process_rss(pid: int) -> int:
+    """RSS in bytes of the process ``pid`` alone; 0 once it is gone."""
+    try:
+        with open(f"/proc/{pid}/statm", "rb") as handle:
+            return int(handle.read().split()[1]) * _PAGE
+    except OSError:
+        return 0
+
+
 class PeakMemory:
     """Samples memory and CPU time of process trees in a background thread.
 
@@ -105,6 +114,8 @@ class PeakMemory:
         self.interval = interval
         self.peaks = dict.fromkeys(roots, 0)
         self.samples: dict[str, list[tuple[float, int, float]]] = {name: [] for name in roots}
+        #: (time, RSS) of each root process alone, without its children (a temporary server).
+        self.own: dict[str, list[tuple[float, int]]] = {name: [] for name in roots}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -115,6 +126,9 @@ class PeakMemory:
                 if rss:
                     self.peaks[name] = max(self.peaks[name], rss)
                     self.samples[name].append((time.time(), rss, cpu))
+                    own = process_rss(pid)
+                    if own:
+                        self.own[name].append((time.time(), own))
             self._stop.wait(self.interval)
 
     def __enter__(self) -> PeakMemory:
@@ -128,6 +142,12 @@ class PeakMemory:
     def at(self, moment: float, name: str = "worker") -> int:
         """A tree's size at ``moment``: the largest sample taken up to then."""
         return max((rss for when, rss, _ in self.samples[name] if when <= moment), default=0)
+
+    def own_growth(self, since: float, name: str = "worker") -> int:
+        """The root process's own peak RSS above its largest sample up to ``since``."""
+        samples = self.own[name]
+        base = max((rss for when, rss in samples if when <= since), default=0)
+        return max((rss for _, rss in samples), default=0) - base
 
     def cpu_at(self, moment: float, name: str = "worker") -> float:
         """A tree's CPU seconds at ``moment``, interpolated between the samples around it."""
@@ -309,6 +329,7 @@ def run_variant(
         growth_mb=None
         if started is None
         else (memory.peaks["worker"] - memory.at(started)) / 2**20,
+        own_growth_mb=None if started is None else memory.own_growth(started) / 2**20,
         steady_cpu=sum(
             memory.cpu_at(last_end, name) - memory.cpu_at(first_start, name) for name in roots
         ),

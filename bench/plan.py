@@ -68,9 +68,13 @@ class Measurement:
     states: dict[str, int]
     params: list[Any]
     peak_rss_mb: float
-    #: Peak minus the size once imports (and the temporary server) were done: what the data
-    #: and the search added. None for a command.
+    #: Peak minus the size once the run was ready to work (every import, including what the end
+    #: of a sweep imports; a sweep's temporary server started, its stores made): what the data
+    #: and the search added. The whole process tree. None for a command.
     growth_mb: float | None
+    #: The same for the measured process alone, without the temporary Prefect server it
+    #: started (a separate service process, which a running server replaces). None for a command.
+    own_growth_mb: float | None = None
     #: CPU seconds (user + system) of the whole tree from first trial start to last trial end,
     #: the running server's included: the work done, which others' load hardly changes.
     steady_cpu: float = 0.0

@@ -135,6 +135,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                             f"  server {_s(m.server)}  first trial {_s(m.ttft)}"
                             f"  steady {m.steady:6.1f}s  cpu {m.steady_cpu:6.1f}s"
                             f"  peak {m.peak_rss_mb:5.0f} MiB  growth {_s(m.growth_mb)}"
+                            f" (own {_s(m.own_growth_mb)})"
                             f"  load {m.extra['load_before']}-{m.extra['load_after']}"
                             f"  {m.states}",
                             flush=True,

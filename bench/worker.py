@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -98,24 +99,37 @@ def run_bare(spec: dict[str, Any]) -> dict[str, Any]:
 
 def run_sweep(spec: dict[str, Any]) -> dict[str, Any]:
     """What ``sweepflow sweep`` does: check the data, then run the flow in this process."""
+    from sweepflow.memory import limit_malloc_arenas
+
+    # As the command line does: one arena until the config is known, before any import starts a
+    # thread, then one per trial thread.
+    limit_malloc_arenas(1)
     import optuna
 
     from churnml.config import SweepConfig
     from cli.common import quiet_console_logs
-    from cli.sweep import check_data, ready_for_the_flow
+    from cli.sweep import check_data, import_end_of_run, ready_for_the_flow
     from flows.sweep.flow import sweep
     from studies.storage import make_storage
-    from sweepflow.memory import limit_malloc_arenas
     from tracking.store import mlruns_dir
 
-    limit_malloc_arenas()  # as the command line does before its first thread
+    limit_malloc_arenas(SweepConfig.model_validate(spec["config"]).parallel)
+    # The memory baseline is taken after every import of the run, as the bare loop's is: what
+    # the end of the run imports (the command imports it while its server boots) is no growth.
+    import_end_of_run()
     imported = time.time()
+    # The command does this on a thread while the server boots: stores made, MLflow's model
+    # logging readied. Like the imports it does not depend on the data, so the memory baseline
+    # (``work_started``) is taken after it.
+    ready = threading.Thread(target=ready_for_the_flow, name="ready-for-the-flow")
+    ready.start()
     if spec["prefect"] == "temporary":
         # Start the temporary server the flow would start, to time it apart; the flow finds
         # this instance (one per process) already running and uses it.
         from prefect.server.api.server import SubprocessASGIServer
 
         SubprocessASGIServer().start()
+    ready.join()
     server_ready = time.time()
     config = SweepConfig.model_validate(spec["config"])
     work_started = time.time()
@@ -123,7 +137,6 @@ def run_sweep(spec: dict[str, Any]) -> dict[str, Any]:
     # (the flow's prepare-data then takes the same frames: churnml.cache).
     prepared = check_data(config)
     quiet_console_logs()
-    ready_for_the_flow()  # the command does this on a thread while the server boots
     summary = sweep(config=config)
     del prepared
     ended = time.time()
