@@ -113,8 +113,10 @@ def cli_app() -> object:
     assert CONSOLE_SCRIPT.is_file(), f"no console script at {CONSOLE_SCRIPT}; run make install"
     script = CONSOLE_SCRIPT.read_text(encoding="utf-8")
     match = re.search(r"^from ([\w.]+) import (\w+)", script, re.M)
-    assert match, f"{CONSOLE_SCRIPT} does not name its app"
-    return getattr(importlib.import_module(match.group(1)), match.group(2))
+    assert match, f"{CONSOLE_SCRIPT} does not name its entry point"
+    # The entry point (cli.entry.main) caps the allocator, then runs the app of its package.
+    package = match.group(1).rsplit(".", 1)[0]
+    return importlib.import_module(f"{package}.main").app
 
 
 @cache
