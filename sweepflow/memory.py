@@ -4,10 +4,11 @@ glibc gives each new thread an arena of its own, up to 8 per core. A sweep runs 
 Prefect's task threads (and scikit-learn's on joblib's), not on the thread that loaded the data,
 so each arena grows its own high-water mark: a 4-trial sweep at 165k rows peaked at 744 MiB, and
 at 652 MiB with two arenas. With one trial at a time, one arena is enough: the trial thread then
-reuses what the data check freed, as a bare Optuna loop with one job does on its only thread
-(56 MiB less at 165k rows). A bare loop never meets this: it fits on the thread that loaded the
-data. Fewer arenas can mean more waiting on the allocator's lock; on 2 cores the benchmarks could
-not tell it from their noise (docs/benchmarks.md).
+reuses what the main thread freed, as a bare Optuna loop with one job does on its only thread (a
+2-trial sweep at 165k rows peaked 35 MiB lower with one arena than with two). A bare loop never
+meets this: it fits on the thread that loaded the data. Fewer arenas can mean more waiting on
+the allocator's lock; on 2 cores the benchmarks could not tell it from their noise
+(docs/benchmarks.md).
 """
 
 from __future__ import annotations
