@@ -99,11 +99,11 @@ def run_bare(spec: dict[str, Any]) -> dict[str, Any]:
 
 def run_sweep(spec: dict[str, Any]) -> dict[str, Any]:
     """What ``sweepflow sweep`` does: check the data, then run the flow in this process."""
-    from sweepflow.memory import limit_malloc_arenas
+    from sweepflow.memory import configure_allocator, limit_malloc_arenas
 
     # As the command line does: one arena until the config is known, before any import starts a
-    # thread, then one per trial thread.
-    limit_malloc_arenas(1)
+    # thread, then one per trial thread; large blocks given back when freed.
+    configure_allocator(1)
     import optuna
 
     from churnml.config import SweepConfig

@@ -42,9 +42,10 @@ def process_defaults() -> None:
       tracebacks and "Failed to send telemetry" errors on the console;
     - and what every process of ours runs with (``sweepflow.settings.FORCED_ENVIRONMENT``: no
       pickle loading through MLflow), whatever the user exported;
-    - few allocator arenas, before the first thread starts (``sweepflow.memory``).
+    - the allocator's settings (few arenas, large blocks given back when freed), before the
+      first thread starts (``sweepflow.memory``).
     """
-    memory.limit_malloc_arenas()
+    memory.configure_allocator()
     if not os.environ.get("PREFECT_API_URL"):
         from cli.server import recorded_server_url  # here: it imports this module
 

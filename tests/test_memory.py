@@ -64,3 +64,54 @@ def test_a_sweep_raises_the_cap_to_its_trials_at_once():
 def test_a_users_malloc_arena_max_is_left_alone(monkeypatch):
     monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
     assert limit_malloc_arenas() is False
+
+
+# Forty 2 MiB blocks, each followed by a 200 KiB one that stays (and keeps them apart), are
+# freed: from the heap, their pages stay in the process between the blocks still in use; mapped
+# apart, they go back at once.
+HOLES = """
+import ctypes, ctypes.util, sys
+from sweepflow.memory import return_large_blocks
+if sys.argv[1] == "return":
+    assert return_large_blocks()
+libc = ctypes.CDLL(ctypes.util.find_library("c"))
+libc.malloc.restype = ctypes.c_void_p
+libc.malloc.argtypes = [ctypes.c_size_t]
+libc.free.argtypes = [ctypes.c_void_p]
+def rss_mib():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * 4096 / 2**20
+first = libc.malloc(4 * 2**20)  # once freed, glibc's threshold rises past 2 MiB, unless held
+ctypes.memset(first, 1, 4 * 2**20)
+libc.free(first)
+large, kept = [], []
+for _ in range(40):
+    large.append(libc.malloc(2 * 2**20))
+    ctypes.memset(large[-1], 1, 2 * 2**20)
+    kept.append(libc.malloc(200 * 1024))
+before = rss_mib()
+for block in large:
+    libc.free(block)
+print(before - rss_mib())
+"""
+
+
+def _given_back_mib(mode: str) -> float:
+    env = {k: v for k, v in os.environ.items() if k != "MALLOC_MMAP_THRESHOLD_"}
+    env.pop("GLIBC_TUNABLES", None)
+    done = subprocess.run(
+        [sys.executable, "-c", HOLES, mode], env=env, capture_output=True, text=True, check=True
+    )
+    return float(done.stdout)
+
+
+def test_large_blocks_go_back_to_the_system_when_freed():
+    assert _given_back_mib("default") < 10  # the heap kept the 80 MiB
+    assert _given_back_mib("return") > 70
+
+
+def test_a_users_mmap_threshold_is_left_alone(monkeypatch):
+    monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.mmap_threshold=65536")
+    from sweepflow.memory import return_large_blocks
+
+    assert return_large_blocks() is False

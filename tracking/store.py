@@ -207,10 +207,10 @@ def _on_sqlite_connect(connection: Any, _record: Any) -> None:
 
 def guard_process() -> None:
     """Force our process settings (no pickle loading through MLflow, no run links printed; see
-    :data:`sweepflow.settings.FORCED_ENVIRONMENT`) and few allocator arenas
+    :data:`sweepflow.settings.FORCED_ENVIRONMENT`) and the allocator's settings
     (``sweepflow.memory``): a flow run by a worker gets them with its first client."""
     settings.force_process_environment()
-    memory.limit_malloc_arenas()
+    memory.configure_allocator()
 
 
 def _client(target: TrackingTarget) -> MlflowClient:
