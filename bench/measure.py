@@ -216,6 +216,8 @@ class Sitting:
     server_url: str | None = None
     server_pid: int | None = None
     stores: dict[tuple[str, int, str], Path] = field(default_factory=dict)
+    #: Every variant runs the same enqueued points, unpruned (``--same-trials``).
+    same_trials: bool = False
 
 
 def run_variant(
@@ -241,11 +243,17 @@ def run_variant(
         "model_name": f"{experiment}-model",
         "search_space": space,
     }
-    if variant.trials is not None:
+    if variant.trials is not None or sitting.same_trials:
         # A second sweep is timed to its first trial; unpruned, its short budget cannot end with
         # every trial pruned (which fails a sweep). The pruner is not in the study fingerprint.
+        # The same trials are run whole: pruning would depend on the order they end in.
         config["pruner"] = "none"
-    spec = {"kind": variant.kind, "prefect": variant.prefect, "config": config}
+    spec = {
+        "kind": variant.kind,
+        "prefect": variant.prefect,
+        "config": config,
+        "same_trials": sitting.same_trials,
+    }
     spec_path = folder / "spec.json"
     spec_path.write_text(json.dumps(spec))
 

@@ -33,6 +33,22 @@ def _ratio(
     return _median(values)
 
 
+def _same_points(
+    by: dict[tuple[int, str], Measurement], repeats: list[int], one: str, other: str
+) -> bool | None:
+    """Whether ``one`` and ``other`` ran the same points in every repetition (in any order);
+    None when either did not run."""
+    pairs = [(by.get((r, one)), by.get((r, other))) for r in repeats]
+    pairs = [(a, b) for a, b in pairs if a is not None and b is not None]
+    if not pairs:
+        return None
+
+    def points(m: Measurement) -> list[str]:
+        return sorted(json.dumps(p, sort_keys=True) for p in m.params)
+
+    return all(points(a) == points(b) for a, b in pairs)
+
+
 def summarise(measurements: list[Measurement], datasets: list[Dataset]) -> dict[str, Any]:
     """Medians per variant and within-repetition ratios, per dataset."""
     summary: dict[str, Any] = {}
@@ -134,6 +150,7 @@ def summarise(measurements: list[Measurement], datasets: list[Dataset]) -> dict[
             "repeats": len(repeats),
             "speedup_sweep": _ratio(by, repeats, "sweep-p2", "sweep-p1", "trials_per_s"),
             "speedup_bare": _ratio(by, repeats, "bare-p2", "bare-p1", "trials_per_s"),
+            "speedup_same_trials": _same_points(by, repeats, "sweep-p2", "sweep-p1"),
             "ttft_first_over_cached": _ratio(by, repeats, "sweep-p2", "second-cached", "ttft"),
             "ttft_nocache_over_cached": _ratio(
                 by, repeats, "second-nocache", "second-cached", "ttft"
@@ -215,7 +232,9 @@ def render(
         if speedup is not None:
             lines.append(
                 f"| p2 ≥ 1.8x trials/s of p1 | {dataset.name} | {speedup:.2f}x "
-                f"(bare: {_fmt(part['speedup_bare'])}x) | {_yes(speedup >= 1.8)} |"
+                f"(bare: {_fmt(part['speedup_bare'])}x; "
+                f"{'the same' if part['speedup_same_trials'] else '**not the same**'} trials) "
+                f"| {_yes(speedup >= 1.8 and bool(part['speedup_same_trials']))} |"
             )
         for p in (1, 2):
             row = rows.get(f"sweep-p{p}")

@@ -58,6 +58,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--full-space", action="store_true", help="the default search space (50-300 trees)"
     )
     parser.add_argument("--no-warm-up", action="store_true", help="skip the unmeasured warm-up")
+    parser.add_argument(
+        "--same-trials",
+        action="store_true",
+        help="every variant runs the same points (drawn at random, enqueued), unpruned: the "
+        "p2/p1 speed-up on the same trials",
+    )
     parser.add_argument("--quick", action="store_true", help="smoke size: 300 rows, 2 trials")
     parser.add_argument("--out", type=Path, help="folder for results (default bench/results/)")
     parser.add_argument(
@@ -109,7 +115,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     measurements: list[Measurement] = []
     with tempfile.TemporaryDirectory(prefix="sweepflow-bench-") as tmp:
-        sitting = Sitting(root=Path(tmp), prefect_home=Path(tmp) / "prefect-home")
+        sitting = Sitting(
+            root=Path(tmp), prefect_home=Path(tmp) / "prefect-home", same_trials=args.same_trials
+        )
         with ExitStack() as stack:
             if any(v.prefect in ("server", "recorded") for v in variants):
                 home = Path(tmp) / "server-home"

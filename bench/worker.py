@@ -42,6 +42,23 @@ def _trial_rows(trials: list[Any]) -> list[TrialRow]:
     return rows
 
 
+def same_points(config: Any, n_features: int, n_rows: int) -> list[dict[str, Any]]:
+    """``config.n_trials`` points of the search space drawn at random (seeded by the config):
+    with ``--same-trials`` every variant enqueues them, so p1 and p2 run the same trials."""
+    import optuna
+
+    from churnml.search import suggest_params
+
+    draw = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=config.seed))
+    points = []
+    for _ in range(config.n_trials):
+        trial = draw.ask()
+        suggest_params(trial, config.search_space, n_features, n_rows=n_rows)
+        points.append(dict(trial.params))
+        draw.tell(trial, 0.0)
+    return points
+
+
 def run_bare(spec: dict[str, Any]) -> dict[str, Any]:
     """A plain Optuna loop over the churnml pipeline: no Prefect, no MLflow, in-memory study."""
     import optuna
@@ -68,6 +85,9 @@ def run_bare(spec: dict[str, Any]) -> dict[str, Any]:
         sampler=make_sampler(config.seed),
         pruner=make_pruner(config.pruner, config.cv_folds),
     )
+    if spec.get("same_trials"):
+        for point in same_points(config, n_features, n_rows):
+            study.enqueue_trial(point)
 
     def objective(trial: optuna.Trial) -> float:
         # The bounds the sweep draws from (they follow the training rows: flows/sweep/trials.py).
@@ -136,6 +156,19 @@ def run_sweep(spec: dict[str, Any]) -> dict[str, Any]:
     # The command line checks the data before the flow starts, and holds the split meanwhile
     # (the flow's prepare-data then takes the same frames: churnml.cache).
     prepared = check_data(config)
+    if spec.get("same_trials"):
+        # The sweep resumes the study of its data and setup: enqueued there, these points are
+        # its trials.
+        import studies
+
+        waiting = optuna.create_study(
+            study_name=studies.study_name_for(config, prepared.digest),
+            storage=make_storage(None, mlruns_dir() / "optuna.journal"),
+            direction="maximize",
+        )
+        n_features, n_rows = len(prepared.encoded_features), len(prepared.x_train)
+        for point in same_points(config, n_features, n_rows):
+            waiting.enqueue_trial(point)
     quiet_console_logs()
     summary = sweep(config=config)
     del prepared

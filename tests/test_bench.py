@@ -33,3 +33,27 @@ def test_the_benchmark_runs_at_a_tiny_size(tmp_path, capsys):
     table = (folder / "table.md").read_text()
     assert "| 300 rows | sweep-p1 |" in table
     assert "steady state" in capsys.readouterr().out
+
+
+def test_the_same_trials_run_at_one_and_two_at_once(tmp_path):
+    summary = run.main(
+        [
+            "--quick",
+            "--no-warm-up",
+            "--same-trials",
+            "--variants",
+            "bare-p1,sweep-p1,sweep-p2",
+            "--out",
+            str(tmp_path),
+        ]
+    )
+
+    part = summary["300 rows"]
+    rows = part["rows"]
+    assert part["speedup_same_trials"] is True
+    assert part["speedup_sweep"] > 0
+    for name in ("sweep-p1", "sweep-p2"):  # the enqueued points, every one run whole
+        assert rows[name]["states"] == {"COMPLETE": 2}
+    assert rows["sweep-p1"]["same_trials_as_bare"]
+    (folder,) = tmp_path.iterdir()
+    assert "the same trials" in (folder / "table.md").read_text()

@@ -100,6 +100,7 @@ def test_sweep_prints_results_and_where_to_look():
         "cli-model v1",
         "sha256",
         "mlflow ui",
-        "prefect server start",
+        "sweepflow server start",
+        "later sweeps use this server",
     ):
         assert fragment in result.output

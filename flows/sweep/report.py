@@ -191,7 +191,12 @@ def prefect_ui_hint(flow_run_id: str | None) -> str:
     page = f"/runs/flow-run/{flow_run_id}" if flow_run_id else ""
     if ui:
         return f"open {ui}{page}"
-    return f"{console_script('prefect')} server start   # then open {PREFECT_UI_DEFAULT}{page}"
+    # The temporary server stopped with the flow; this one keeps running (same Prefect home,
+    # so the run is there), and later sweeps find it instead of starting their own.
+    return (
+        f"{console_script('sweepflow')} server start   # then open {PREFECT_UI_DEFAULT}{page}"
+        " (later sweeps use this server and skip starting their own)"
+    )
 
 
 def _table(rows: list[tuple[str, Any]]) -> str:
