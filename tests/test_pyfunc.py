@@ -121,6 +121,18 @@ def test_pyfunc_loads_through_our_allowlist_not_the_mlmodel_list(champion, tmp_p
         churn_pyfunc._load_pyfunc(str(folder / "model.skops"))
 
 
+def test_a_model_our_loader_would_refuse_is_not_logged(tmp_path):
+    """Saving for MLflow checks the skops file against our allowlist, as loading would (MLflow's
+    own check of the input example, which loads the model back, is not run)."""
+    import os
+
+    from sklearn.preprocessing import FunctionTransformer
+
+    crafted = Pipeline([("run", FunctionTransformer(func=os.system))])
+    with pytest.raises(MlflowException, match=r"untrusted types.*posix\.system"):
+        churn_pyfunc.save_model(crafted, str(tmp_path / "model"))
+
+
 def test_pyfunc_refuses_a_file_changed_after_logging(champion, tmp_path):
     _, version = champion
     local = mlflow.artifacts.download_artifacts(

@@ -94,7 +94,7 @@ def register_best_model(
     created = existing is None
     if existing is None:
         # log_model writes through its own client: hold the store's writer lock (SQLite) too.
-        # MLflow checks the input example by loading the model back through our pyfunc loader.
+        # MLflow refuses to save a skops file holding types outside our allowlist.
         with getattr(client, "lock", None) or contextlib.nullcontext():
             info = log_churn_model(
                 model,
