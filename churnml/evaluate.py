@@ -29,6 +29,8 @@ from churnml.model import build_pipeline, fit_quietly
 
 #: Called after each fold with (fold index, fold AUC); may raise to stop the trial (pruning).
 FoldCallback = Callable[[int, float], None]
+#: How many threads the next fold's forest may use (asked before each fold).
+ThreadsFor = Callable[[], int]
 
 
 class TrialScoreError(RuntimeError):
@@ -52,8 +54,13 @@ def cross_validate_auc(
     folds: int,
     seed: int,
     on_fold: FoldCallback | None = None,
+    threads: ThreadsFor | None = None,
 ) -> CVResult:
     """Stratified K-fold ROC AUC; every fold fits a fresh pipeline on its training rows only.
+
+    ``threads``, asked before each fold, gives the forest's threads (default one): a trial left
+    running alone at the end of a sweep takes the cores the finished ones freed. The scores do
+    not depend on it (the forest's trees are seeded the same on any number of threads).
 
     Raises:
         TrialScoreError: when a fold's AUC is not finite.
@@ -63,7 +70,9 @@ def cross_validate_auc(
     started = time.perf_counter()
     for fold, (train_idx, valid_idx) in enumerate(splitter.split(features, target)):
         pipeline = fit_quietly(
-            build_pipeline(params, seed=seed), features.iloc[train_idx], target.iloc[train_idx]
+            build_pipeline(params, seed=seed, n_jobs=threads() if threads else 1),
+            features.iloc[train_idx],
+            target.iloc[train_idx],
         )
         probabilities = pipeline.predict_proba(features.iloc[valid_idx])[:, 1]
         score = float(roc_auc_score(target.iloc[valid_idx], probabilities))

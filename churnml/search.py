@@ -9,7 +9,7 @@ import optuna
 import pandas as pd
 
 from churnml.config import IntRange, SearchSpace
-from churnml.evaluate import CVResult, cross_validate_auc, screen_fold_auc
+from churnml.evaluate import CVResult, ThreadsFor, cross_validate_auc, screen_fold_auc
 
 #: With ``follow_data_size``, the upper bounds of ``min_samples_leaf`` and ``min_samples_split``
 #: are at least (training rows) / this. On the 165k-row churn file (132k training rows, 88k per
@@ -172,6 +172,7 @@ def score_trial(
     *,
     folds: int,
     seed: int,
+    threads: ThreadsFor | None = None,
 ) -> CVResult:
     """Cross-validate one point, reporting each step's AUC so the pruner can stop it early.
 
@@ -180,6 +181,7 @@ def score_trial(
     the folds as steps 1.., and the pruner is asked after the screening fit and after every
     fold but the last. On smaller data the folds are steps 0.. and the pruner is asked after
     every fold but the first and the last. The trial's value is the mean over the folds only.
+    ``threads``: the forest's threads per fold (:func:`churnml.evaluate.cross_validate_auc`).
 
     Raises:
         optuna.TrialPruned: the pruner stopped the trial; ``partial_scores`` holds the folds run
@@ -213,7 +215,9 @@ def score_trial(
             pruned.partial_scores = list(scores)  # type: ignore[attr-defined]
             raise pruned
 
-    return cross_validate_auc(params, features, target, folds=folds, seed=seed, on_fold=report)
+    return cross_validate_auc(
+        params, features, target, folds=folds, seed=seed, on_fold=report, threads=threads
+    )
 
 
 def to_trial_values(params: dict[str, Any], space: SearchSpace) -> dict[str, Any]:

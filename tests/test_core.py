@@ -130,6 +130,20 @@ def test_cross_validation_reports_every_fold(clean):
     assert 0.5 < result.mean_auc <= 1.0
 
 
+def test_each_fold_asks_for_its_threads_and_scores_do_not_depend_on_them(clean):
+    asked: list[int] = []
+
+    def threads() -> int:
+        asked.append(len(asked))
+        return 1 + len(asked) % 2  # 2, 1, 2
+
+    features, target = clean.drop(columns="Exited"), clean["Exited"]
+    varied = cross_validate_auc(PARAMS, features, target, folds=3, seed=0, threads=threads)
+    one = cross_validate_auc(PARAMS, features, target, folds=3, seed=0)
+    assert len(asked) == 3
+    assert varied.fold_scores == one.fold_scores
+
+
 def test_pruned_trial_keeps_its_partial_scores(clean):
     # Without screening (small data) the pruner is first asked after the second fold.
     study = optuna.create_study(

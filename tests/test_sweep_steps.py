@@ -17,6 +17,42 @@ def version(number: str) -> RegisteredVersion:
     )
 
 
+def test_a_trial_left_alone_takes_the_cores_the_others_freed():
+    from flows.sweep import trial_steps
+
+    context = trial_steps.TrialContext(
+        data_key="k",
+        target=None,
+        experiment_id="1",
+        parent_run_id="sweep-a",
+        study_name="s",
+        cv_folds=3,
+        seed=0,
+        trial_cores=2,
+    )
+    other_sweep = trial_steps.TrialContext(**{**context.__dict__, "parent_run_id": "sweep-b"})
+    with trial_steps._counted("sweep-a"):
+        assert trial_steps.forest_threads(context) == 2  # alone
+        with trial_steps._counted("sweep-a"):
+            assert trial_steps.forest_threads(context) == 1  # two trials share two cores
+            with trial_steps._counted("sweep-b"):  # another sweep's trials count for it
+                assert trial_steps.forest_threads(context) == 1
+                assert trial_steps.forest_threads(other_sweep) == 2
+    one_core = trial_steps.TrialContext(**{**context.__dict__, "trial_cores": 1})
+    assert trial_steps.forest_threads(one_core) == 1
+
+
+def test_trials_share_the_cores_of_parallel_on_threads_only():
+    import os
+
+    from churnml.config import SweepConfig
+
+    cores = os.cpu_count() or 1
+    assert steps.trial_cores(SweepConfig(parallel=2)) == min(2, cores)
+    assert steps.trial_cores(SweepConfig(parallel=1)) == 1
+    assert steps.trial_cores(SweepConfig(parallel=2, task_runner="dask")) == 1
+
+
 def test_two_stores_on_one_checkout_never_share_a_skops_file():
     # Version 1 exists in every store; each sweep run id is its own.
     config = SweepConfig()

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -116,8 +117,17 @@ def start_sweep_run(
         seed=config.seed,
         flow_run_id=flow_run_id,
         data_ref=runtime.data_ref(config, data.digest),
+        trial_cores=trial_cores(config),
     )
     return context, previous_study
+
+
+def trial_cores(config: SweepConfig) -> int:
+    """Cores the sweep's trials share in this process: ``parallel``, at most the machine's, on
+    threads; one on Dask (a worker runs one trial at a time, on a core of its own)."""
+    if config.task_runner != "threads":
+        return 1
+    return max(1, min(config.parallel, os.cpu_count() or 1))
 
 
 def open_study(

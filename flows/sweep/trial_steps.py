@@ -10,7 +10,11 @@ import math
 import os
 import socket
 import sys
+import threading
 import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,6 +42,9 @@ class TrialContext:
     flow_run_id: str | None = None
     #: How a trial in another process (a Dask worker) rebuilds the data behind ``data_key``.
     data_ref: DataRef | None = None
+    #: Cores the trials of this sweep share in this process (its ``parallel``, at most the
+    #: machine's; 1 on Dask, whose workers each run one trial at a time).
+    trial_cores: int = 1
 
 
 @dataclass(frozen=True)
@@ -55,6 +62,30 @@ class TrialResult:
     #: Where the trial ran (:func:`worker_name`).
     worker: str | None = None
     error: str | None = None
+
+
+_running: Counter[str] = Counter()
+_running_lock = threading.Lock()
+
+
+@contextmanager
+def _counted(sweep: str) -> Iterator[None]:
+    with _running_lock:
+        _running[sweep] += 1
+    try:
+        yield
+    finally:
+        with _running_lock:
+            _running[sweep] -= 1
+
+
+def forest_threads(context: TrialContext) -> int:
+    """Threads for the next fold's forest: the sweep's cores shared by its trials running now
+    in this process. Mid-sweep that is one each; at the end of the budget, a trial left running
+    alone takes the cores the finished ones freed."""
+    with _running_lock:
+        running = _running[context.parent_run_id]
+    return max(1, context.trial_cores // max(1, running))
 
 
 def execute_trial(
@@ -88,9 +119,16 @@ def execute_trial(
     )
     started = time.perf_counter()
     try:
-        result = score_trial(
-            trial, params, data.x_train, data.y_train, folds=context.cv_folds, seed=context.seed
-        )
+        with _counted(context.parent_run_id):
+            result = score_trial(
+                trial,
+                params,
+                data.x_train,
+                data.y_train,
+                folds=context.cv_folds,
+                seed=context.seed,
+                threads=lambda: forest_threads(context),
+            )
     except optuna.TrialPruned as pruned:
         scores = list(getattr(pruned, "partial_scores", []))
         elapsed = time.perf_counter() - started
