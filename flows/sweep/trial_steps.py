@@ -77,6 +77,8 @@ def _counted(sweep: str) -> Iterator[None]:
     finally:
         with _running_lock:
             _running[sweep] -= 1
+            if not _running[sweep]:  # a worker outlives many sweeps: keep no key for them
+                del _running[sweep]
 
 
 def forest_threads(context: TrialContext) -> int:
