@@ -130,17 +130,27 @@ def test_cross_validation_reports_every_fold(clean):
     assert 0.5 < result.mean_auc <= 1.0
 
 
-def test_each_fold_asks_for_its_threads_and_scores_do_not_depend_on_them(clean):
+def test_each_fold_asks_for_its_threads_and_scores_do_not_depend_on_them(clean, monkeypatch):
+    import churnml.evaluate
+
     asked: list[int] = []
+    forests: list[int] = []
+    real = churnml.evaluate.build_pipeline
+
+    def recording(params, *, seed, n_jobs=1):
+        forests.append(n_jobs)
+        return real(params, seed=seed, n_jobs=n_jobs)
 
     def threads() -> int:
         asked.append(len(asked))
         return 1 + len(asked) % 2  # 2, 1, 2
 
     features, target = clean.drop(columns="Exited"), clean["Exited"]
+    monkeypatch.setattr(churnml.evaluate, "build_pipeline", recording)
     varied = cross_validate_auc(PARAMS, features, target, folds=3, seed=0, threads=threads)
     one = cross_validate_auc(PARAMS, features, target, folds=3, seed=0)
     assert len(asked) == 3
+    assert forests == [2, 1, 2, 1, 1, 1]  # the threads asked for, then the default
     assert varied.fold_scores == one.fold_scores
 
 

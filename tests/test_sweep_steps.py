@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from churnml.config import SweepConfig
 from flows.sweep import steps
 from tracking.registry import RegisteredVersion
@@ -30,7 +32,7 @@ def test_a_trial_left_alone_takes_the_cores_the_others_freed():
         seed=0,
         trial_cores=2,
     )
-    other_sweep = trial_steps.TrialContext(**{**context.__dict__, "parent_run_id": "sweep-b"})
+    other_sweep = dataclasses.replace(context, parent_run_id="sweep-b")
     with trial_steps._counted("sweep-a"):
         assert trial_steps.forest_threads(context) == 2  # alone
         with trial_steps._counted("sweep-a"):
@@ -38,7 +40,7 @@ def test_a_trial_left_alone_takes_the_cores_the_others_freed():
             with trial_steps._counted("sweep-b"):  # another sweep's trials count for it
                 assert trial_steps.forest_threads(context) == 1
                 assert trial_steps.forest_threads(other_sweep) == 2
-    one_core = trial_steps.TrialContext(**{**context.__dict__, "trial_cores": 1})
+    one_core = dataclasses.replace(context, trial_cores=1)
     assert trial_steps.forest_threads(one_core) == 1
 
 
