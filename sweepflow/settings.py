@@ -83,6 +83,11 @@ class Settings(BaseSettings):
     sweepflow_serve_worker_settings: str | None = None
     #: Prefect's home folder (its database, and the record of ``sweepflow server start``).
     prefect_home: Path = Path("~/.prefect")
+    #: What sweepflow keeps for any store to reuse (an empty, migrated MLflow SQLite store);
+    #: unset: ``$XDG_CACHE_HOME/sweepflow``, or ``~/.cache/sweepflow``.
+    sweepflow_cache_dir: Path | None = None
+    #: The user's cache folder (the XDG base directory convention).
+    xdg_cache_home: Path | None = None
     #: With no ``PREFECT_API_URL``, use the server ``sweepflow server start`` keeps running
     #: (when it answers) instead of starting a temporary one for each command.
     sweepflow_use_running_server: bool = True
@@ -105,6 +110,14 @@ class Settings(BaseSettings):
     def mlruns(self) -> Path:
         """The local store folder, made absolute."""
         return self.sweepflow_mlruns.expanduser().resolve()
+
+    @property
+    def cache_dir(self) -> Path:
+        """The folder of what every store may reuse, made absolute."""
+        if self.sweepflow_cache_dir is not None:
+            return self.sweepflow_cache_dir.expanduser().resolve()
+        base = self.xdg_cache_home or Path("~/.cache")
+        return (base.expanduser() / "sweepflow").resolve()
 
 
 def current() -> Settings:

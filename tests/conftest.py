@@ -1,7 +1,8 @@
 """Test isolation: a temporary MLflow store and Optuna journal, one Prefect harness a session.
 
 Nothing here writes to the real ``mlruns/``: ``SWEEPFLOW_MLRUNS`` points the local store at a
-temporary folder, and any tracking/storage URLs from the developer's shell are removed.
+temporary folder (and ``SWEEPFLOW_CACHE_DIR`` the store template), and any tracking/storage URLs
+from the developer's shell are removed.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ def isolated_stores(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     folder = tmp_path_factory.mktemp("sweepflow") / "mlruns"
     patch = pytest.MonkeyPatch()
     patch.setenv("SWEEPFLOW_MLRUNS", str(folder))
+    patch.setenv("SWEEPFLOW_CACHE_DIR", str(folder.parent / "cache"))
     for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "OPTUNA_STORAGE"):
         patch.delenv(name, raising=False)
     patch.setenv("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
