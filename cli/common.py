@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 import threading
+import time
 from contextlib import suppress
 from pathlib import Path
 from typing import Any, NoReturn
@@ -77,8 +78,10 @@ class ServerStart:
             return
         from prefect.server.api.server import SubprocessASGIServer
 
+        self._server = SubprocessASGIServer()
+        # A daemon: a command that stops early never waits for the server's health check.
         self._thread = threading.Thread(
-            target=self._start, args=(SubprocessASGIServer(),), name="prefect-server-start"
+            target=self._start, args=(self._server,), name="prefect-server-start", daemon=True
         )
         self._thread.start()
 
@@ -94,6 +97,18 @@ class ServerStart:
             self._thread.join()
         if self._error is not None:
             raise self._error
+
+    def abandon(self) -> None:
+        """Stop the server being started (the command found bad input meanwhile): its process
+        ends now, not at the command's exit. It may have made Prefect's own database, nothing
+        of sweepflow's."""
+        if self._thread is None:
+            return
+        while self._thread.is_alive() and self._server.server_process is None:
+            time.sleep(0.01)  # spawned a moment after the thread starts: stop that process
+        with suppress(Exception):
+            self._server.stop()
+        self._thread.join(timeout=5)
 
 
 def is_console_script() -> bool:

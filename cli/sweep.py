@@ -75,15 +75,20 @@ def check_data(config: SweepConfig) -> prepare.PreparedData:
     return cache.prepare_data(config, cache.cache_folder(mlruns_dir()), max_bytes=limit)[0]
 
 
-def ready_for_the_flow() -> None:
-    """Make the MLflow stores ahead of the flow, ready MLflow's model logging, then import what
-    only the end of the flow needs (``flows.sweep.steps.END_OF_RUN_MODULES``). A failure is left
-    for the flow to meet again and report as it always does (an unreachable server, a database
-    refusing)."""
+def ready_for_the_flow(stores_made: threading.Event | None = None) -> None:
+    """Make the MLflow stores ahead of the flow (then set ``stores_made``), ready MLflow's
+    model logging, then import what only the end of the flow needs
+    (``flows.sweep.steps.END_OF_RUN_MODULES``). The flow waits for the stores alone: the rest
+    goes on beside its first trials. A failure is left for the flow to meet again and report as
+    it always does (an unreachable server, a database refusing)."""
     from tracking.store import open_stores, warm_model_logging
 
-    with suppress(Exception):
-        open_stores()
+    try:
+        with suppress(Exception):
+            open_stores()
+    finally:
+        if stores_made is not None:
+            stores_made.set()
     warm_model_logging()
     import_end_of_run()
 
@@ -260,9 +265,18 @@ def sweep(
                 "target_value": target_auc,
             },
         )
+    except ConfigError as error:
+        raise fail(str(error)) from None
+    if settings.task_runner == "threads":  # before the threads below, which take their arenas
+        memory.limit_malloc_arenas(settings.parallel)
+    # The settings are valid: a temporary server boots on the other core while the backends and
+    # the data are checked and the flow is imported. Bad input stops it before the one line.
+    server = ServerStart()
+    try:
         check_backends(settings)  # first: an unsafe setup is refused before any data is read
         prepared = check_data(settings)
     except (ConfigError, DataValidationError) as error:
+        server.abandon()
         raise fail(str(error)) from None
     console.print(
         f"Sweeping {settings.n_trials} trials ({settings.parallel} at once) on "
@@ -271,12 +285,13 @@ def sweep(
     )
     if not verbose:
         quiet_console_logs()
-    if settings.task_runner == "threads":  # before the threads below, which take their arenas
-        memory.limit_malloc_arenas(settings.parallel)
-    # Every check has passed: the server boots on the other core while the flow is imported,
-    # and the MLflow stores are made (a fresh SQLite store migrated) while the server boots.
-    server = ServerStart()
-    ready = threading.Thread(target=ready_for_the_flow, name="ready-for-the-flow")
+    # Every check has passed: the MLflow stores are made (a fresh SQLite store copied or
+    # migrated) while the server boots and the flow is imported.
+    stores_made = threading.Event()
+    # A daemon: a sweep that fails early does not wait for the end of the run's imports.
+    ready = threading.Thread(
+        target=ready_for_the_flow, args=(stores_made,), name="ready-for-the-flow", daemon=True
+    )
     ready.start()
     from flows.sweep.flow import SweepFailedError
     from flows.sweep.flow import sweep as sweep_flow
@@ -285,7 +300,8 @@ def sweep(
         quiet_console_logs(reported=(SweepFailedError,))
     try:
         with trial_progress(settings.n_trials, enabled=not verbose):
-            ready.join()  # before the flow: the stores are made once, never by two at once
+            stores_made.wait()  # before the flow: the stores are made once, never by two
+            # at once; the end of the run's imports go on beside the first trials
             server.wait()
             summary = sweep_flow(config=settings)
     except SweepFailedError as error:

@@ -1,7 +1,7 @@
 """``cli.common.ServerStart``: the sweep command starts Prefect's temporary server in the
-background once its checks pass, and only when no server is set; meanwhile it readies what the
-flow will need. tests/test_first_run.py runs the
-real thing (the console script on a fresh Prefect home)."""
+background once its settings are valid, and only when no server is set; meanwhile it checks the
+data and readies what the flow will need, and bad input stops the server.
+tests/test_first_run.py runs the real thing (the console script on a fresh Prefect home)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ import os
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
+from pathlib import Path
 
 import pytest
 from prefect.server.api.server import SubprocessASGIServer
@@ -77,3 +79,69 @@ def test_a_tracking_server_is_left_to_the_flow():
     started = time.monotonic()
     open_stores(TrackingTarget(tracking_uri=down, registry_uri=down, artifact_root=None))
     assert time.monotonic() - started < 1.0
+
+
+def test_the_flow_waits_for_the_stores_alone(monkeypatch):
+    """The flow starts once the stores are made; MLflow's package map and the end of the run's
+    imports follow on the same thread, beside the first trials. Failed stores still let the
+    flow start (and meet the error itself)."""
+    import cli.sweep
+    import tracking.store
+
+    seen: list[tuple[str, bool]] = []
+    made = threading.Event()
+
+    def refused() -> None:
+        seen.append(("stores", made.is_set()))
+        raise OSError("read-only file system")
+
+    monkeypatch.setattr(tracking.store, "open_stores", refused)
+    monkeypatch.setattr(
+        tracking.store, "warm_model_logging", lambda: seen.append(("package map", made.is_set()))
+    )
+    monkeypatch.setattr(
+        cli.sweep, "import_end_of_run", lambda: seen.append(("imports", made.is_set()))
+    )
+    cli.sweep.ready_for_the_flow(made)
+    assert seen == [("stores", False), ("package map", True), ("imports", True)]
+
+
+def _servers_of(home: Path) -> list[int]:
+    """Processes running with ``PREFECT_HOME=home`` (the temporary server inherits it)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if f"PREFECT_HOME={home}".encode() in environ:
+            found.append(int(entry.name))
+    return found
+
+
+def test_bad_data_stops_the_temporary_server_it_started(tmp_path):
+    """The server starts once the settings are valid, beside the data check; bad data stops
+    it before the command's one line, and no server outlives the command."""
+    bad = tmp_path / "bad.csv"
+    bad.write_text("CustomerId,Age\n1,40\n")
+    home = tmp_path / "prefect-home"
+    env = {
+        **os.environ,
+        "PREFECT_HOME": str(home),
+        "SWEEPFLOW_USE_RUNNING_SERVER": "false",
+        "SWEEPFLOW_MLRUNS": str(tmp_path / "mlruns"),
+    }
+    env.pop("PREFECT_API_URL", None)
+    sweepflow = str(Path(sys.executable).parent / "sweepflow")
+    result = subprocess.run(
+        [sweepflow, "sweep", "--data", str(bad), "--trials", "2"],
+        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 2, result.stdout + result.stderr
+    lines = [line for line in (result.stdout + result.stderr).splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:"), lines
+    assert "bad.csv" in lines[0]
+    assert _servers_of(home) == []
+    assert not (tmp_path / "mlruns").exists()
