@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -127,8 +126,8 @@ def run_sweep(spec: dict[str, Any]) -> dict[str, Any]:
     import optuna
 
     from churnml.config import SweepConfig
-    from cli.common import quiet_console_logs
-    from cli.sweep import check_data, import_end_of_run, ready_for_the_flow
+    from cli.common import ServerStart, quiet_console_logs
+    from cli.sweep import check_data, import_end_of_run, make_stores, ready_for_the_end
     from flows.sweep.flow import sweep
     from studies.storage import make_storage
     from tracking.store import mlruns_dir
@@ -138,18 +137,14 @@ def run_sweep(spec: dict[str, Any]) -> dict[str, Any]:
     # the end of the run imports (the command imports it while its server boots) is no growth.
     import_end_of_run()
     imported = time.time()
-    # The command does this on a thread while the server boots: stores made, MLflow's model
-    # logging readied. Like the imports it does not depend on the data, so the memory baseline
-    # (``work_started``) is taken after it.
-    ready = threading.Thread(target=ready_for_the_flow, name="ready-for-the-flow")
-    ready.start()
-    if spec["prefect"] == "temporary":
-        # Start the temporary server the flow would start, to time it apart; the flow finds
-        # this instance (one per process) already running and uses it.
-        from prefect.server.api.server import SubprocessASGIServer
-
-        SubprocessASGIServer().start()
-    ready.join()
+    # The command starts the temporary server (on a thread: the flow finds this instance, one
+    # per process, and uses it), makes the stores while it boots, and readies model logging
+    # beside the trials. Like the imports, none of it depends on the data, so the memory
+    # baseline (``work_started``) is taken after it.
+    server = ServerStart()  # nothing to start when PREFECT_API_URL names a running server
+    make_stores()
+    ready_for_the_end()
+    server.wait()
     server_ready = time.time()
     config = SweepConfig.model_validate(spec["config"])
     work_started = time.time()

@@ -75,20 +75,29 @@ def check_data(config: SweepConfig) -> prepare.PreparedData:
     return cache.prepare_data(config, cache.cache_folder(mlruns_dir()), max_bytes=limit)[0]
 
 
-def ready_for_the_flow(stores_made: threading.Event | None = None) -> None:
-    """Make the MLflow stores ahead of the flow (then set ``stores_made``), ready MLflow's
-    model logging, then import what only the end of the flow needs
-    (``flows.sweep.steps.END_OF_RUN_MODULES``). The flow waits for the stores alone: the rest
-    goes on beside its first trials. A failure is left for the flow to meet again and report as
-    it always does (an unreachable server, a database refusing)."""
-    from tracking.store import open_stores, warm_model_logging
+def make_stores() -> None:
+    """Make the MLflow stores (a new local store copied from the template, or migrated) before
+    the flow; a failure is left for the flow to meet again and report as it always does (an
+    unreachable server, a database refusing)."""
+    from tracking.store import open_stores
 
-    try:
-        with suppress(Exception):
-            open_stores()
-    finally:
-        if stores_made is not None:
-            stores_made.set()
+    with suppress(Exception):
+        open_stores()
+
+
+def ready_for_the_end(trials_started: threading.Event | None = None) -> None:
+    """Ready MLflow's model logging and import what only the end of the flow needs
+    (``flows.sweep.steps.END_OF_RUN_MODULES``), once ``trials_started`` is set: on a thread,
+    beside the trials, which leave a core free or release the GIL.
+
+    It waits for the trials to start so that no module is imported on two threads at once:
+    Python can hand one thread a package that another is still importing, and packages whose
+    modules import each other (SQLAlchemy's ORM, MLflow) then fail to import.
+    """
+    from tracking.store import warm_model_logging
+
+    if trials_started is not None:
+        trials_started.wait()
     warm_model_logging()
     import_end_of_run()
 
@@ -285,23 +294,26 @@ def sweep(
     )
     if not verbose:
         quiet_console_logs()
-    # Every check has passed: the MLflow stores are made (a fresh SQLite store copied or
-    # migrated) while the server boots and the flow is imported.
-    stores_made = threading.Event()
-    # A daemon: a sweep that fails early does not wait for the end of the run's imports.
-    ready = threading.Thread(
-        target=ready_for_the_flow, args=(stores_made,), name="ready-for-the-flow", daemon=True
-    )
-    ready.start()
+    # Every check has passed. The MLflow stores are made while the server boots (here, not on
+    # a thread: both would import MLflow and SQLAlchemy at once); the end of the run is readied
+    # beside the trials.
+    make_stores()
+    trials_started = threading.Event()
+    # A daemon: a sweep that fails before its trials does not wait for it.
+    threading.Thread(
+        target=ready_for_the_end, args=(trials_started,), name="ready-for-the-end", daemon=True
+    ).start()
+    from flows import runtime
     from flows.sweep.flow import SweepFailedError
     from flows.sweep.flow import sweep as sweep_flow
 
     if not verbose:
         quiet_console_logs(reported=(SweepFailedError,))
     try:
-        with trial_progress(settings.n_trials, enabled=not verbose):
-            stores_made.wait()  # before the flow: the stores are made once, never by two
-            # at once; the end of the run's imports go on beside the first trials
+        with (
+            trial_progress(settings.n_trials, enabled=not verbose),
+            runtime.progress_listener(lambda _: trials_started.set()),  # told as trials start
+        ):
             server.wait()
             summary = sweep_flow(config=settings)
     except SweepFailedError as error:

@@ -44,21 +44,23 @@ def test_a_server_that_cannot_start_is_reported_on_the_commands_thread(monkeypat
 READY = """
 import sys
 from mlflow.utils import requirements_utils
-from cli.sweep import ready_for_the_flow
+from cli.sweep import make_stores, ready_for_the_end
 import flows.sweep.flow
 from flows.sweep.steps import END_OF_RUN_MODULES
 assert requirements_utils._MODULES_TO_PACKAGES is None
 assert not any(name in sys.modules for name in END_OF_RUN_MODULES)
-ready_for_the_flow()
+make_stores()
+ready_for_the_end()
 assert requirements_utils._MODULES_TO_PACKAGES, "MLflow's package map was not built"
 assert all(name in sys.modules for name in END_OF_RUN_MODULES)
 """
 
 
-def test_while_the_server_boots_the_stores_are_made_and_model_logging_readied(tmp_path):
-    """What the command does on a thread while the server boots (cli.sweep.ready_for_the_flow):
-    the local stores exist after it, MLflow's package map (read when a model is logged) is built,
-    and skops and matplotlib are imported; none of it by merely importing the flow."""
+def test_the_stores_are_made_and_model_logging_readied_ahead(tmp_path):
+    """What the command does before the flow (cli.sweep.make_stores) and beside its trials
+    (cli.sweep.ready_for_the_end): the local stores exist after it, MLflow's package map (read
+    when a model is logged) is built, and skops and matplotlib are imported; none of it by
+    merely importing the flow."""
     env = {**os.environ, "SWEEPFLOW_MLRUNS": str(tmp_path)}
     env.pop("MLFLOW_TRACKING_URI", None)
     env.pop("MLFLOW_REGISTRY_URI", None)
@@ -81,29 +83,23 @@ def test_a_tracking_server_is_left_to_the_flow():
     assert time.monotonic() - started < 1.0
 
 
-def test_the_flow_waits_for_the_stores_alone(monkeypatch):
-    """The flow starts once the stores are made; MLflow's package map and the end of the run's
-    imports follow on the same thread, beside the first trials. Failed stores still let the
-    flow start (and meet the error itself)."""
+def test_the_end_of_the_run_is_readied_once_the_trials_start(monkeypatch):
+    """Nothing is imported beside the flow's own start: the package map and the end of the
+    run's imports wait for the first trial."""
     import cli.sweep
     import tracking.store
 
-    seen: list[tuple[str, bool]] = []
-    made = threading.Event()
-
-    def refused() -> None:
-        seen.append(("stores", made.is_set()))
-        raise OSError("read-only file system")
-
-    monkeypatch.setattr(tracking.store, "open_stores", refused)
-    monkeypatch.setattr(
-        tracking.store, "warm_model_logging", lambda: seen.append(("package map", made.is_set()))
-    )
-    monkeypatch.setattr(
-        cli.sweep, "import_end_of_run", lambda: seen.append(("imports", made.is_set()))
-    )
-    cli.sweep.ready_for_the_flow(made)
-    assert seen == [("stores", False), ("package map", True), ("imports", True)]
+    seen: list[str] = []
+    started = threading.Event()
+    monkeypatch.setattr(tracking.store, "warm_model_logging", lambda: seen.append("map"))
+    monkeypatch.setattr(cli.sweep, "import_end_of_run", lambda: seen.append("imports"))
+    thread = threading.Thread(target=cli.sweep.ready_for_the_end, args=(started,), daemon=True)
+    thread.start()
+    thread.join(timeout=0.3)
+    assert thread.is_alive() and seen == []
+    started.set()
+    thread.join(timeout=10)
+    assert seen == ["map", "imports"]
 
 
 def _servers_of(home: Path) -> list[int]:
