@@ -24,6 +24,7 @@ from sweepflow.processes import REPO
 def test_no_server_is_started_when_one_is_set(prefect_harness):
     assert PREFECT_API_URL.value()  # the harness
     start = ServerStart()
+    assert start.ready()
     start.wait()
     assert start._thread is None
 
@@ -57,10 +58,10 @@ assert all(name in sys.modules for name in END_OF_RUN_MODULES)
 
 
 def test_the_stores_are_made_and_model_logging_readied_ahead(tmp_path):
-    """What the command does before the flow (cli.sweep.make_stores) and beside its trials
-    (cli.sweep.ready_for_the_end): the local stores exist after it, MLflow's package map (read
-    when a model is logged) is built, and skops and matplotlib are imported; none of it by
-    merely importing the flow."""
+    """What the command does before the flow (cli.sweep.make_stores) and while its temporary
+    server boots (cli.sweep.ready_for_the_end): the local stores exist after it, MLflow's
+    package map (read when a model is logged) is built, and skops and matplotlib are imported;
+    none of it by merely importing the flow."""
     env = {**os.environ, "SWEEPFLOW_MLRUNS": str(tmp_path)}
     env.pop("MLFLOW_TRACKING_URI", None)
     env.pop("MLFLOW_REGISTRY_URI", None)
@@ -83,23 +84,17 @@ def test_a_tracking_server_is_left_to_the_flow():
     assert time.monotonic() - started < 1.0
 
 
-def test_the_end_of_the_run_is_readied_once_the_trials_start(monkeypatch):
-    """Nothing is imported beside the flow's own start: the package map and the end of the
-    run's imports wait for the first trial."""
-    import cli.sweep
-    import tracking.store
-
-    seen: list[str] = []
-    started = threading.Event()
-    monkeypatch.setattr(tracking.store, "warm_model_logging", lambda: seen.append("map"))
-    monkeypatch.setattr(cli.sweep, "import_end_of_run", lambda: seen.append("imports"))
-    thread = threading.Thread(target=cli.sweep.ready_for_the_end, args=(started,), daemon=True)
-    thread.start()
-    thread.join(timeout=0.3)
-    assert thread.is_alive() and seen == []
-    started.set()
-    thread.join(timeout=10)
-    assert seen == ["map", "imports"]
+def test_ready_says_whether_the_command_has_a_server_to_wait_for(monkeypatch):
+    """While a temporary server boots the command readies the end of the run; with none to
+    wait for (one set, or its start over), the end of the run does it itself."""
+    release = threading.Event()
+    monkeypatch.setattr(SubprocessASGIServer, "start", lambda self, timeout=None: release.wait())
+    with temporary_settings(restore_defaults={PREFECT_API_URL}):
+        start = ServerStart()
+    assert not start.ready()
+    release.set()
+    start.wait()
+    assert start.ready()
 
 
 def _servers_of(home: Path) -> list[int]:
