@@ -98,10 +98,6 @@ class ServerStart:
         if self._error is not None:
             raise self._error
 
-    def ready(self) -> bool:
-        """Whether there is no server to wait for (one answers, or its start failed)."""
-        return self._thread is None or not self._thread.is_alive()
-
     def abandon(self) -> None:
         """Stop the server being started (the command found bad input meanwhile): its process
         ends now, not at the command's exit. It may have made Prefect's own database, nothing

@@ -3,6 +3,7 @@ a bad file costs a one-line message and exit code 2, not a server start and a tr
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -86,10 +87,10 @@ def make_stores() -> None:
 
 def ready_for_the_end() -> None:
     """Ready MLflow's model logging and import what only the end of the flow needs
-    (``flows.sweep.steps.END_OF_RUN_MODULES``). The command does it while a temporary server
-    boots; otherwise the end of the run does it. Never beside the trials: a thread holding the
-    GIL for imports slows every trial thread waiting for it (in a benchmark run, 40 trials at
-    20k rows took 2.8 s longer with it beside them, to save 1 s at the start)."""
+    (``flows.sweep.steps.END_OF_RUN_MODULES``): on a thread, while the flow is imported and a
+    temporary server boots, and done before the trials start. Never beside the trials: a thread
+    holding the GIL for imports slows every trial thread waiting for it (in a benchmark run, 40
+    trials at 20k rows took 2.8 s longer with it beside them, to save 1 s at the start)."""
     from tracking.store import warm_model_logging
 
     warm_model_logging()
@@ -288,9 +289,13 @@ def sweep(
     )
     if not verbose:
         quiet_console_logs()
-    # Every check has passed. The MLflow stores are made while the server boots (here, not on
-    # a thread: both would import MLflow and SQLAlchemy at once).
+    # Every check has passed. The MLflow stores are made while the server boots (before the
+    # thread below: both would import MLflow's store and SQLAlchemy, and a package imported on
+    # two threads at once can fail to import); then the end of the run is readied beside the
+    # flow's import.
     make_stores()
+    ready = threading.Thread(target=ready_for_the_end, name="ready-for-the-end")
+    ready.start()
     from flows.sweep.flow import SweepFailedError
     from flows.sweep.flow import sweep as sweep_flow
 
@@ -298,8 +303,7 @@ def sweep(
         quiet_console_logs(reported=(SweepFailedError,))
     try:
         with trial_progress(settings.n_trials, enabled=not verbose):
-            if not server.ready():
-                ready_for_the_end()  # while the server boots
+            ready.join()  # before the trials, never beside them
             server.wait()
             summary = sweep_flow(config=settings)
     except SweepFailedError as error:

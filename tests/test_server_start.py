@@ -9,7 +9,6 @@ import os
 import sqlite3
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -24,7 +23,6 @@ from sweepflow.processes import REPO
 def test_no_server_is_started_when_one_is_set(prefect_harness):
     assert PREFECT_API_URL.value()  # the harness
     start = ServerStart()
-    assert start.ready()
     start.wait()
     assert start._thread is None
 
@@ -58,10 +56,10 @@ assert all(name in sys.modules for name in END_OF_RUN_MODULES)
 
 
 def test_the_stores_are_made_and_model_logging_readied_ahead(tmp_path):
-    """What the command does before the flow (cli.sweep.make_stores) and while its temporary
-    server boots (cli.sweep.ready_for_the_end): the local stores exist after it, MLflow's
-    package map (read when a model is logged) is built, and skops and matplotlib are imported;
-    none of it by merely importing the flow."""
+    """What the command does before the flow (cli.sweep.make_stores) and beside its import
+    (cli.sweep.ready_for_the_end): the local stores exist after it, MLflow's package map (read
+    when a model is logged) is built, and skops and matplotlib are imported; none of it by
+    merely importing the flow."""
     env = {**os.environ, "SWEEPFLOW_MLRUNS": str(tmp_path)}
     env.pop("MLFLOW_TRACKING_URI", None)
     env.pop("MLFLOW_REGISTRY_URI", None)
@@ -82,19 +80,6 @@ def test_a_tracking_server_is_left_to_the_flow():
     started = time.monotonic()
     open_stores(TrackingTarget(tracking_uri=down, registry_uri=down, artifact_root=None))
     assert time.monotonic() - started < 1.0
-
-
-def test_ready_says_whether_the_command_has_a_server_to_wait_for(monkeypatch):
-    """While a temporary server boots the command readies the end of the run; with none to
-    wait for (one set, or its start over), the end of the run does it itself."""
-    release = threading.Event()
-    monkeypatch.setattr(SubprocessASGIServer, "start", lambda self, timeout=None: release.wait())
-    with temporary_settings(restore_defaults={PREFECT_API_URL}):
-        start = ServerStart()
-    assert not start.ready()
-    release.set()
-    start.wait()
-    assert start.ready()
 
 
 def _servers_of(home: Path) -> list[int]:
