@@ -266,6 +266,79 @@ def test_log_plots_reports_what_it_skipped(fitted, parent_run):
     }
 
 
+# --------------------------------------------------------------------------- drawn apart
+
+
+def test_the_study_drawn_apart_gives_the_files_drawn_here(tmp_path):
+    """The drawing process (churnml.plots.apart) writes what this process would: the same
+    page and plots, the same pixels, the same reasons for what it skipped; its folder goes
+    with it."""
+    from churnml.plots.apart import StudyDrawer, write_study_plots
+
+    for trials in (6, 2):  # with 2 trials, fANOVA's importances are skipped
+        study = make_study(trials)
+        here = tmp_path / f"here-{trials}"
+        here.mkdir()
+        drawn_here = plots.study_figures(study, seed=1)
+        files = write_study_plots(drawn_here, here, title="the study")
+        drawer = StudyDrawer.start()
+        try:
+            drawer.submit(study, seed=1, title="the study")
+            apart = drawer.result(timeout=120)
+            assert apart.files == files
+            assert apart.skipped == drawn_here.skipped
+            for name in files[1:]:
+                assert (apart.folder / name).read_bytes() == (here / name).read_bytes(), name
+            assert "<title>the study</title>" in (apart.folder / files[0]).read_text()
+        finally:
+            drawer.close()
+        assert not apart.folder.exists()
+
+
+def test_a_drawer_that_died_leaves_the_study_plots_to_this_process(fitted, parent_run):
+    """Gone before it was handed the study, or killed while drawing: the plots are drawn and
+    logged here all the same."""
+    from churnml.plots.apart import StudyDrawer
+    from flows.sweep import steps
+
+    client, context = parent_run
+    model, features, target = fitted
+    study = make_study(6)
+    expected = {"optuna/study.html"} | {f"optuna/{name}.png" for name in plots.STUDY_PLOTS}
+
+    gone = StudyDrawer.start()
+    gone._process.kill()
+    gone._process.wait()
+    assert steps.hand_over_study(gone, study, context) is None
+    gone.close()
+
+    killed = StudyDrawer.start()
+    try:
+        assert steps.hand_over_study(killed, study, context) is killed
+        killed._process.kill()
+        report = steps.log_plots(model, study, prepared_from(features, target), context, killed)
+    finally:
+        killed.close()
+    logged = {a.path for a in client.list_artifacts(context.parent_run_id, "optuna")}
+    assert logged == expected
+    assert {link.artifact_path for link in report.links} >= expected
+
+
+def test_a_drawing_process_only_when_the_trials_leave_a_core_free(monkeypatch):
+    from churnml.config import SweepConfig
+    from flows.sweep import steps
+
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    with steps.study_drawer(SweepConfig(parallel=2)) as drawer:
+        assert drawer is None
+    with steps.study_drawer(SweepConfig(parallel=2, task_runner="dask")) as drawer:
+        assert drawer is None
+    with steps.study_drawer(SweepConfig(parallel=1)) as drawer:
+        assert drawer is not None
+        process = drawer._process
+    assert process.poll() is not None  # not left running
+
+
 def test_summary_markdown_embeds_key_plots_and_links_the_rest():
     from flows.sweep.report import plots_markdown
     from tracking.plots import PlotReport, plot_links

@@ -287,6 +287,34 @@ def test_plots_on_the_parent_run_and_in_the_summary(first_sweep):
     assert summary.plots.link("model/roc_curve.png").image_url in markdown
 
 
+def test_with_a_core_to_spare_the_study_is_drawn_apart(monkeypatch):
+    """One trial at a time on a machine with cores to spare: the study's plots come from the
+    drawing process, handed the finished study, and it does not outlive the sweep."""
+    from churnml.plots.apart import StudyDrawer
+
+    monkeypatch.setattr("os.cpu_count", lambda: 4)
+    drawers, results = [], []
+    start, result = StudyDrawer.start.__func__, StudyDrawer.result
+
+    def started(cls):
+        drawers.append(start(cls))
+        return drawers[-1]
+
+    def taken(self, timeout=300.0):
+        results.append(result(self, timeout))
+        return results[-1]
+
+    monkeypatch.setattr(StudyDrawer, "start", classmethod(started))
+    monkeypatch.setattr(StudyDrawer, "result", taken)
+    summary = sweep(config=small_config("e2e-drawn-apart", n_trials=4, parallel=1))
+    assert len(drawers) == 1 and len(results) == 1
+    assert drawers[0]._process.poll() == 0  # it drew, and ended
+    assert not drawers[0].folder.exists()
+    logged = {item.path for item in connect().list_artifacts(summary.parent_run_id, "optuna")}
+    assert logged == {f"optuna/{name}" for name in results[0].files}
+    assert "optuna/optimization_history.png" in logged
+
+
 def test_a_plotting_failure_only_warns(monkeypatch, caplog):
     def broken(*args, **kwargs):
         raise RuntimeError("no pictures today")

@@ -1,7 +1,7 @@
 """Figures on the sweep's parent run: Optuna's study plots under ``optuna/``, the best model's
 under ``model/``.
 
-Every call names its run (``MlflowClient.log_figure`` / ``log_text`` with an explicit run id),
+Every call names its run (``MlflowClient.log_artifact`` with an explicit run id),
 never the fluent "active run". The figures come from ``churnml.plots``; this module only stores
 them and says where they can be seen.
 """
@@ -17,7 +17,8 @@ from urllib.parse import quote, urlencode
 
 from mlflow import MlflowClient
 
-from churnml.plots import MODEL_PLOTS, STUDY_PLOTS, StudyPlots, study_html
+from churnml.plots import MODEL_PLOTS, STUDY_PLOTS, StudyPlots
+from churnml.plots.apart import STUDY_PAGE_FILE, DrawnStudy, save_png, write_study_plots
 from tracking.store import TrackingTarget
 
 if TYPE_CHECKING:
@@ -26,10 +27,7 @@ if TYPE_CHECKING:
 OPTUNA_DIR = "optuna"
 MODEL_DIR = "model"
 #: The one interactive page of the study's plots (plotly.js embedded once).
-STUDY_PAGE = f"{OPTUNA_DIR}/study.html"
-
-# Dots per inch of the logged PNGs: sharp on a laptop screen, ~30-170 kB a plot.
-PNG_DPI = 110
+STUDY_PAGE = f"{OPTUNA_DIR}/{STUDY_PAGE_FILE}"
 
 
 @dataclass(frozen=True)
@@ -72,8 +70,7 @@ def _save(client: MlflowClient, run_id: str, figure: Figure, path: str) -> None:
     # model is being registered beside the plots.
     with tempfile.TemporaryDirectory(prefix="sweepflow-plot-") as folder:
         local = Path(folder) / PurePosixPath(path).name
-        # bbox "tight" keeps Optuna's outside legends and long tick labels inside the picture.
-        figure.savefig(local, dpi=PNG_DPI, bbox_inches="tight")
+        save_png(figure, local)
         client.log_artifact(run_id, str(local), artifact_path=str(PurePosixPath(path).parent))
 
 
@@ -96,23 +93,26 @@ def log_model_plots(client: MlflowClient, run_id: str, figures: Mapping[str, Fig
 def log_study_plots(
     client: MlflowClient, run_id: str, plots: StudyPlots, *, title: str
 ) -> list[str]:
-    """Log each study plot as ``optuna/<name>.png`` and all of them as one interactive page.
-
-    The page (:data:`STUDY_PAGE`) is logged even when every plot was skipped, so it says why.
-    Each static figure is cleared once saved: nothing draws it again, and the end of a sweep,
-    where the plots are drawn, is where its memory peaks.
+    """Log each study plot as ``optuna/<name>.png`` and all of them as one interactive page
+    (:data:`STUDY_PAGE`, logged even when every plot was skipped, so it says why).
 
     Returns:
         The artifact paths logged, the page first.
     """
-    client.log_text(run_id, study_html(plots, title=title), STUDY_PAGE)
-    paths = [STUDY_PAGE]
-    for name, plot in plots.plots.items():
-        path = f"{OPTUNA_DIR}/{name}.png"
-        _save(client, run_id, plot.static, path)
-        plot.static.clear()
-        paths.append(path)
-    return paths
+    with tempfile.TemporaryDirectory(prefix="sweepflow-plot-") as folder:
+        files = write_study_plots(plots, Path(folder), title=title)
+        return log_study_files(client, run_id, DrawnStudy(Path(folder), files))
+
+
+def log_study_files(client: MlflowClient, run_id: str, drawn: DrawnStudy) -> list[str]:
+    """Log the study's plot files (drawn by ``churnml.plots.apart``) under ``optuna/``.
+
+    Returns:
+        The artifact paths logged, in the files' order (the page first).
+    """
+    for name in drawn.files:
+        client.log_artifact(run_id, str(drawn.folder / name), artifact_path=OPTUNA_DIR)
+    return [f"{OPTUNA_DIR}/{name}" for name in drawn.files]
 
 
 def plot_links(

@@ -66,17 +66,22 @@ def sweep(config: SweepConfig = SweepConfig()) -> SweepSummary:  # noqa: B008 - 
         data.source,
     )
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # our own log says it better
-    with steps.failing_sweep_run(context), runtime.held(data_key):
+    with (
+        steps.failing_sweep_run(context),
+        runtime.held(data_key),
+        steps.study_drawer(config) as drawer,  # a process, started on a core trials leave free
+    ):
         study, plan = open_study(config, context, previous_study)
         runner = runners.trial_runner(config)
         with plan.keeper.running() as keeper, runners.opened(runner) as opened:
             results, stop_reason = run_trials(
                 study, config, context, keeper, opened, started=started
             )
+        drawing = steps.hand_over_study(drawer, study, context)  # drawn while the rest goes on
         best = steps.pick_best(study, results)
         model, holdout = refit_and_evaluate(best, data_key, config.seed)
         # The plots need only the model and the study: drawn while the model is registered.
-        plots_drawn = log_plots.submit(model, study, context)
+        plots_drawn = log_plots.submit(model, study, context, drawing)
         version = register_model(model, context, config, best, holdout)
         skops_file, sha256 = save_skops(model, version, context, config)
         plots = plots_drawn.result()

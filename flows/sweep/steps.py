@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,6 +15,7 @@ import optuna
 
 import studies
 from churnml import plots
+from churnml.plots.apart import DrawingError, StudyDrawer
 from churnml.config import SweepConfig
 from churnml.evaluate import holdout_metrics
 from churnml.model import build_pipeline, fit_quietly
@@ -304,11 +305,53 @@ def save_skops(
     return sha256
 
 
+@contextmanager
+def study_drawer(config: SweepConfig) -> Iterator[StudyDrawer | None]:
+    """A process to draw the study's plots apart (``churnml.plots.apart``), started now, while
+    the trials run, when they leave a core free (on threads, ``parallel`` below the machine's
+    cores); None otherwise, and the plots are drawn in this process. Killed on leaving."""
+    if config.task_runner != "threads" or config.parallel >= (os.cpu_count() or 1):
+        yield None
+        return
+    try:
+        drawer = StudyDrawer.start()
+    except OSError:  # no process to be had: drawn here, as before
+        yield None
+        return
+    try:
+        yield drawer
+    finally:
+        drawer.close()
+
+
+def study_title(study: optuna.Study) -> str:
+    return f"Optuna study {study.study_name}"
+
+
+def hand_over_study(
+    drawer: StudyDrawer | None, study: optuna.Study, context: TrialContext
+) -> StudyDrawer | None:
+    """Give the drawing process the finished study, to draw while the best point is refit and
+    registered; None (the plots are drawn here) when there is none or it cannot take it."""
+    if drawer is None:
+        return None
+    try:
+        drawer.submit(study, seed=context.seed, title=study_title(study))
+    except DrawingError:
+        return None
+    return drawer
+
+
 def log_plots(
-    model: Any, study: optuna.Study, data: PreparedData, context: TrialContext
+    model: Any,
+    study: optuna.Study,
+    data: PreparedData,
+    context: TrialContext,
+    drawer: StudyDrawer | None = None,
 ) -> plot_store.PlotReport:
     """Draw the best model's plots (on the holdout) and the study's, and log them on the
-    sweep's parent run, where the best model is logged too.
+    sweep's parent run, where the best model is logged too. The study's come from ``drawer``
+    when it was handed the study (:func:`hand_over_study`), and are drawn here should it fail.
 
     A model plot that cannot be drawn (say, a holdout of one class) is reported as skipped,
     like a study plot with too few trials; errors of the tracking store propagate.
@@ -331,11 +374,19 @@ def log_plots(
             continue
         paths += plot_store.log_model_plots(client, context.parent_run_id, {name: figure})
         del figure
-    study_plots = plots.study_figures(study, seed=context.seed)
-    skipped |= study_plots.skipped
-    paths += plot_store.log_study_plots(
-        client, context.parent_run_id, study_plots, title=f"Optuna study {study.study_name}"
-    )
+    drawn = None
+    if drawer is not None:
+        with suppress(DrawingError):
+            drawn = drawer.result()
+    if drawn is not None:
+        skipped |= drawn.skipped
+        paths += plot_store.log_study_files(client, context.parent_run_id, drawn)
+    else:
+        study_plots = plots.study_figures(study, seed=context.seed)
+        skipped |= study_plots.skipped
+        paths += plot_store.log_study_plots(
+            client, context.parent_run_id, study_plots, title=study_title(study)
+        )
     return plot_store.PlotReport(
         links=plot_store.plot_links(
             context.target, context.experiment_id, context.parent_run_id, paths

@@ -16,6 +16,7 @@ import studies
 from churnml import cache as data_cache
 from churnml import prepare
 from churnml.config import SweepConfig
+from churnml.plots.apart import StudyDrawer
 from flows import preflight, runtime
 from flows.events import THIN, champion_payload, emit_champion
 from flows.sweep import report, steps, trial_steps
@@ -140,10 +141,12 @@ def save_skops(
 
 
 @task(name="log-plots", **THIN)
-def log_plots(model: Any, study: optuna.Study, context: TrialContext) -> PlotReport | None:
+def log_plots(
+    model: Any, study: optuna.Study, context: TrialContext, drawer: StudyDrawer | None = None
+) -> PlotReport | None:
     """Log the model's and the study's plots on the parent run; a failure only warns."""
     try:
-        return steps.log_plots(model, study, data_of(context.data_key), context)
+        return steps.log_plots(model, study, data_of(context.data_key), context, drawer)
     except Exception as error:  # a picture is never worth failing the sweep over
         get_run_logger().warning("plots not logged: %s: %s", type(error).__name__, error)
         return None
