@@ -15,6 +15,7 @@ never a file that anyone else could write.
 
 from __future__ import annotations
 
+import importlib
 import json
 import pickle
 import shutil
@@ -39,6 +40,15 @@ PNG_DPI = 110
 STUDY_PAGE_FILE = "study.html"
 
 _RESULT = "result.json"
+
+#: Imported by the drawing process while it waits for its job (Optuna's fANOVA fits
+#: scikit-learn's forest).
+_DRAWING_MODULES = (
+    "matplotlib.pyplot",
+    "optuna.visualization",
+    "optuna.visualization.matplotlib",
+    "sklearn.ensemble",
+)
 
 
 def save_png(figure: Figure, path: Path) -> None:
@@ -184,11 +194,8 @@ def main(argv: list[str]) -> int:
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot  # noqa: F401
-    import optuna.visualization  # noqa: F401
-    import optuna.visualization.matplotlib  # noqa: F401
-    import sklearn.ensemble  # noqa: F401 - Optuna's fANOVA fits a forest
-
+    for name in _DRAWING_MODULES:
+        importlib.import_module(name)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     _draw_job(folder)
     return 0

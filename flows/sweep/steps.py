@@ -15,10 +15,10 @@ import optuna
 
 import studies
 from churnml import plots
-from churnml.plots.apart import DrawingError, StudyDrawer
 from churnml.config import SweepConfig
 from churnml.evaluate import holdout_metrics
 from churnml.model import build_pipeline, fit_quietly
+from churnml.plots.apart import DrawingError, StudyDrawer
 from churnml.prepare import PreparedData
 from churnml.promotion import holdout_spec
 from churnml.search import params_on_bounds
