@@ -306,36 +306,45 @@ def test_a_drawer_that_died_leaves_the_study_plots_to_this_process(fitted, paren
     study = make_study(6)
     expected = {"optuna/study.html"} | {f"optuna/{name}.png" for name in plots.STUDY_PLOTS}
 
-    gone = StudyDrawer.start()
-    gone._process.kill()
-    gone._process.wait()
+    gone = steps.DrawerSlot()
+    gone.drawer = StudyDrawer.start()
+    gone.drawer._process.kill()
+    gone.drawer._process.wait()
     assert steps.hand_over_study(gone, study, context) is None
     gone.close()
 
-    killed = StudyDrawer.start()
+    slot = steps.DrawerSlot()
     try:
-        assert steps.hand_over_study(killed, study, context) is killed
+        killed = steps.hand_over_study(slot, study, context)  # started here if not yet
+        assert killed is slot.drawer is not None
         killed._process.kill()
         report = steps.log_plots(model, study, prepared_from(features, target), context, killed)
     finally:
-        killed.close()
+        slot.close()
     logged = {a.path for a in client.list_artifacts(context.parent_run_id, "optuna")}
     assert logged == expected
     assert {link.artifact_path for link in report.links} >= expected
 
 
-def test_a_drawing_process_only_when_the_trials_leave_a_core_free(monkeypatch):
+def test_a_drawing_process_when_the_trials_leave_a_core_free_once_one_ended(monkeypatch):
+    """None when the trials take every core; otherwise started as the first trial ends (the
+    flow's start is over), and not left running after the sweep."""
     from churnml.config import SweepConfig
+    from flows import runtime
     from flows.sweep import steps
 
     monkeypatch.setattr("os.cpu_count", lambda: 2)
-    with steps.study_drawer(SweepConfig(parallel=2)) as drawer:
-        assert drawer is None
-    with steps.study_drawer(SweepConfig(parallel=2, task_runner="dask")) as drawer:
-        assert drawer is None
-    with steps.study_drawer(SweepConfig(parallel=1)) as drawer:
-        assert drawer is not None
-        process = drawer._process
+    with steps.study_drawer(SweepConfig(parallel=2)) as slot:
+        assert slot is None
+    with steps.study_drawer(SweepConfig(parallel=1, task_runner="dask")) as slot:
+        assert slot is None
+    with steps.study_drawer(SweepConfig(parallel=1)) as slot:
+        assert slot is not None
+        runtime.report_progress(runtime.TrialProgress("s", 0, 4, None))
+        assert slot.drawer is None
+        runtime.report_progress(runtime.TrialProgress("s", 1, 4, 0.8))
+        assert slot.drawer is not None
+        process = slot.drawer._process
     assert process.poll() is not None  # not left running
 
 

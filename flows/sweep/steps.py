@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -305,23 +306,52 @@ def save_skops(
     return sha256
 
 
+class DrawerSlot:
+    """The sweep's drawing process (``churnml.plots.apart``), started once the first trial has
+    ended: the flow's start (imports, API calls, the first trial's set-up) is then over, and
+    the process imports what drawing needs on the core the trials leave free."""
+
+    def __init__(self) -> None:
+        self.drawer: StudyDrawer | None = None
+        self.failed = False
+        self._lock = threading.Lock()
+
+    def start(self) -> StudyDrawer | None:
+        """The process, started now if it is not yet (None when it cannot be)."""
+        with self._lock:
+            if self.drawer is None and not self.failed:
+                try:
+                    self.drawer = StudyDrawer.start()
+                except OSError:  # no process to be had: drawn here, as before
+                    self.failed = True
+            return self.drawer
+
+    def close(self) -> None:
+        with self._lock:
+            if self.drawer is not None:
+                self.drawer.close()
+
+
 @contextmanager
-def study_drawer(config: SweepConfig) -> Iterator[StudyDrawer | None]:
-    """A process to draw the study's plots apart (``churnml.plots.apart``), started now, while
-    the trials run, when they leave a core free (on threads, ``parallel`` below the machine's
-    cores); None otherwise, and the plots are drawn in this process. Killed on leaving."""
+def study_drawer(config: SweepConfig) -> Iterator[DrawerSlot | None]:
+    """A slot for a process to draw the study's plots apart, when the trials leave a core free
+    (on threads, ``parallel`` below the machine's cores); None otherwise, and the plots are
+    drawn in this process. The process starts as the first trial ends, and is killed on
+    leaving."""
     if config.task_runner != "threads" or config.parallel >= (os.cpu_count() or 1):
         yield None
         return
+    slot = DrawerSlot()
+
+    def on_progress(progress: runtime.TrialProgress) -> None:
+        if progress.done >= 1:
+            slot.start()
+
     try:
-        drawer = StudyDrawer.start()
-    except OSError:  # no process to be had: drawn here, as before
-        yield None
-        return
-    try:
-        yield drawer
+        with runtime.progress_listener(on_progress):
+            yield slot
     finally:
-        drawer.close()
+        slot.close()
 
 
 def study_title(study: optuna.Study) -> str:
@@ -329,10 +359,11 @@ def study_title(study: optuna.Study) -> str:
 
 
 def hand_over_study(
-    drawer: StudyDrawer | None, study: optuna.Study, context: TrialContext
+    slot: DrawerSlot | None, study: optuna.Study, context: TrialContext
 ) -> StudyDrawer | None:
     """Give the drawing process the finished study, to draw while the best point is refit and
     registered; None (the plots are drawn here) when there is none or it cannot take it."""
+    drawer = slot.start() if slot is not None else None
     if drawer is None:
         return None
     try:
