@@ -44,6 +44,39 @@ def test_a_trial_left_alone_takes_the_cores_the_others_freed():
     assert trial_steps.forest_threads(one_core) == 1
 
 
+def test_once_the_last_trials_are_launched_each_fold_takes_every_core():
+    """The trials left overlapping at the end share the cores, so the one that runs on alone
+    has them all from the middle of its fold; another sweep is not affected."""
+    from flows.sweep import trial_steps
+
+    context = trial_steps.TrialContext(
+        data_key="k",
+        target=None,
+        experiment_id="1",
+        parent_run_id="sweep-last",
+        study_name="s",
+        cv_folds=3,
+        seed=0,
+        trial_cores=2,
+    )
+    other_sweep = dataclasses.replace(context, parent_run_id="sweep-other")
+    with (
+        trial_steps._counted("sweep-last"),
+        trial_steps._counted("sweep-last"),
+        trial_steps._counted("sweep-other"),
+        trial_steps._counted("sweep-other"),
+    ):
+        trial_steps.last_trials_launched("sweep-last")
+        try:
+            assert trial_steps.forest_threads(context) == 2
+            assert trial_steps.forest_threads(other_sweep) == 1
+            one_core = dataclasses.replace(context, trial_cores=1)
+            assert trial_steps.forest_threads(one_core) == 1
+        finally:
+            trial_steps.last_trials_launched("sweep-last", False)
+        assert trial_steps.forest_threads(context) == 1
+
+
 def test_trials_share_the_cores_of_parallel_on_threads_only():
     import os
 

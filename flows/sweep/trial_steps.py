@@ -81,12 +81,30 @@ def _counted(sweep: str) -> Iterator[None]:
                 del _running[sweep]
 
 
+_last_trials: set[str] = set()
+
+
+def last_trials_launched(sweep: str, launched: bool = True) -> None:
+    """Say that ``sweep`` launches no more trials (its budget is asked, or a stopping rule
+    holds the rest), or, with ``launched=False``, forget it (its trials are over)."""
+    with _running_lock:
+        if launched:
+            _last_trials.add(sweep)
+        else:
+            _last_trials.discard(sweep)
+
+
 def forest_threads(context: TrialContext) -> int:
     """Threads for the next fold's forest: the sweep's cores shared by its trials running now
-    in this process. Mid-sweep that is one each; at the end of the budget, a trial left running
-    alone takes the cores the finished ones freed."""
+    in this process, one each mid-sweep. Once the last trials are launched, each fold takes
+    every core: where two still overlap, their threads share the cores (the trees are long
+    tasks, so little is lost to it), and the one left running when the others end already has
+    the cores they freed, from the middle of its fold on, not only from its next fold."""
     with _running_lock:
         running = _running[context.parent_run_id]
+        last = context.parent_run_id in _last_trials
+    if last:
+        return max(1, context.trial_cores)
     return max(1, context.trial_cores // max(1, running))
 
 

@@ -26,7 +26,12 @@ from churnml.stopping import Stopper, StoppingRules
 from flows import runtime
 from flows.sweep import steps
 from flows.sweep.tasks import run_trial
-from flows.sweep.trial_steps import TrialContext, TrialResult, close_lost_trial_run
+from flows.sweep.trial_steps import (
+    TrialContext,
+    TrialResult,
+    close_lost_trial_run,
+    last_trials_launched,
+)
 
 
 def run_trials(
@@ -109,6 +114,12 @@ class TrialLoop:
 
     def run(self) -> list[TrialResult]:
         """Run the sweep's budget of trials; their results, by trial number."""
+        try:
+            return self._run()
+        finally:
+            last_trials_launched(self.context.parent_run_id, False)
+
+    def _run(self) -> list[TrialResult]:
         keeper = self.keeper
         self._progress_id = create_progress_artifact(
             0.0, key="sweep-progress", description=f"Trials done of {keeper.budget}"
@@ -140,12 +151,14 @@ class TrialLoop:
 
     def _fill_slots(self) -> None:
         keeper = self.keeper
-        free = min(
-            self.config.parallel - len(self.running),
-            keeper.budget - keeper.pending - self.asked,
-        )
-        if free > 0 and self.stopper.may_launch():
+        left = keeper.budget - keeper.pending - self.asked
+        free = min(self.config.parallel - len(self.running), left)
+        may_launch = self.stopper.may_launch()
+        if free > 0 and may_launch:
             self._launch(free)
+            left -= free
+        # The trials running now are the last: each fold may take every core (forest_threads).
+        last_trials_launched(self.context.parent_run_id, left <= 0 or not may_launch)
 
     def _launch(self, count: int) -> None:
         """Ask ``count`` trials and map them as one wave of trial tasks."""
