@@ -121,3 +121,41 @@ def test_bad_data_stops_the_temporary_server_it_started(tmp_path):
     assert "bad.csv" in lines[0]
     assert _servers_of(home) == []
     assert not (tmp_path / "mlruns").exists()
+
+
+def test_mlflow_package_map_is_kept_and_read_back(tmp_path, monkeypatch):
+    """Built once for this environment, then read back instead of rebuilt: a later process
+    gets the very map MLflow built, without reading every package's metadata."""
+    import importlib_metadata
+    from mlflow.utils import requirements_utils
+
+    from tracking.store import packages_map_file, warm_model_logging
+
+    monkeypatch.setenv("SWEEPFLOW_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(requirements_utils, "_MODULES_TO_PACKAGES", None)
+    warm_model_logging()
+    built = requirements_utils._MODULES_TO_PACKAGES
+    assert built and packages_map_file().is_file()
+
+    def refuse():
+        raise AssertionError("the kept map was not used")
+
+    monkeypatch.setattr(importlib_metadata, "packages_distributions", refuse)
+    monkeypatch.setattr(requirements_utils, "_MODULES_TO_PACKAGES", None)
+    warm_model_logging()
+    assert built == requirements_utils._MODULES_TO_PACKAGES
+
+
+def test_installing_a_package_names_another_map(tmp_path, monkeypatch):
+    import site
+
+    from tracking.store import packages_map_file
+
+    packages = tmp_path / "site-packages"
+    packages.mkdir()
+    monkeypatch.setattr(site, "getsitepackages", lambda: [str(packages)])
+    before = packages_map_file()
+    assert packages_map_file() == before
+    (packages / "newpkg-1.0.dist-info").mkdir()
+    os.utime(packages, ns=(0, os.stat(packages).st_mtime_ns + 1_000_000))
+    assert packages_map_file() != before
