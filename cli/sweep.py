@@ -1,5 +1,6 @@
-"""``sweepflow sweep``: settings and data are checked here before Prefect starts, so a typo or
-a bad file costs a one-line message and exit code 2, not a server start and a traceback."""
+"""``sweepflow sweep``: settings and data are checked here before the flow starts, so a typo or
+a bad file costs a one-line message and exit code 2, not a traceback. A temporary server boots
+beside the data check once the settings are valid, and bad data stops it."""
 
 from __future__ import annotations
 
