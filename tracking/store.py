@@ -212,7 +212,7 @@ def _on_sqlite_connect(connection: Any, _record: Any) -> None:
 def start_from_template(database: Path, lock: FileLock | None) -> None:
     """Start a new local SQLite store as a copy of an empty one that MLflow made and migrated
     once for this MLflow version (:func:`store_template`): MLflow then finds its tables and has
-    none of its 135 migration scripts to run (0.7-1.5 s of a first sweep's start). The copy
+    none of its 135 migration scripts to run (0.7-2.5 s of a first sweep's start). The copy
     appears whole or not at all; a store that exists is never touched. Should the template fail
     to be made, MLflow makes the store itself, as it would without one."""
     if database.exists():
