@@ -19,19 +19,26 @@ def version(number: str) -> RegisteredVersion:
     )
 
 
-def test_a_trial_left_alone_takes_the_cores_the_others_freed():
+def two_core_context(sweep: str):
+    """The trials' shared context of sweep ``sweep``, whose trials share two cores."""
     from flows.sweep import trial_steps
 
-    context = trial_steps.TrialContext(
+    return trial_steps.TrialContext(
         data_key="k",
         target=None,
         experiment_id="1",
-        parent_run_id="sweep-a",
+        parent_run_id=sweep,
         study_name="s",
         cv_folds=3,
         seed=0,
         trial_cores=2,
     )
+
+
+def test_a_trial_left_alone_takes_the_cores_the_others_freed():
+    from flows.sweep import trial_steps
+
+    context = two_core_context("sweep-a")
     other_sweep = dataclasses.replace(context, parent_run_id="sweep-b")
     with trial_steps._counted("sweep-a"):
         assert trial_steps.forest_threads(context) == 2  # alone
@@ -49,16 +56,7 @@ def test_once_the_last_trials_are_launched_each_fold_takes_every_core():
     has them all from the middle of its fold; another sweep is not affected."""
     from flows.sweep import trial_steps
 
-    context = trial_steps.TrialContext(
-        data_key="k",
-        target=None,
-        experiment_id="1",
-        parent_run_id="sweep-last",
-        study_name="s",
-        cv_folds=3,
-        seed=0,
-        trial_cores=2,
-    )
+    context = two_core_context("sweep-last")
     other_sweep = dataclasses.replace(context, parent_run_id="sweep-other")
     with (
         trial_steps._counted("sweep-last"),
