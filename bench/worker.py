@@ -138,8 +138,8 @@ def run_sweep(spec: dict[str, Any]) -> dict[str, Any]:
     import_end_of_run()
     imported = time.time()
     # The command starts the temporary server (on a thread: the flow finds this instance, one
-    # per process, and uses it), makes the stores while it boots, and readies model logging
-    # beside the trials. Like the imports, none of it depends on the data, so the memory
+    # per process, and uses it), makes the stores while it boots, and readies the end of the
+    # run before the trials. Like the imports, none of it depends on the data, so the memory
     # baseline (``work_started``) is taken after it.
     server = ServerStart()  # nothing to start when PREFECT_API_URL names a running server
     make_stores()
