@@ -326,6 +326,21 @@ def test_a_drawer_that_died_leaves_the_study_plots_to_this_process(fitted, paren
     assert {link.artifact_path for link in report.links} >= expected
 
 
+def test_a_drawing_process_that_left_no_result_is_a_drawing_error():
+    """Its result file gone or unreadable: an error the sweep falls back from, not a crash."""
+    from churnml.plots.apart import DrawingError, StudyDrawer
+
+    drawer = StudyDrawer.start()
+    try:
+        drawer.submit(make_study(3), seed=0, title="t")
+        drawer._process.wait(timeout=120)
+        (drawer.folder / "result.json").write_text("{not json")
+        with pytest.raises(DrawingError, match="left no result"):
+            drawer.result()
+    finally:
+        drawer.close()
+
+
 def test_a_drawing_process_when_the_trials_leave_a_core_free_once_one_ended(monkeypatch):
     """None when the trials take every core; otherwise started as the first trial ends (the
     flow's start is over), and not left running after the sweep."""

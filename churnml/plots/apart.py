@@ -158,8 +158,11 @@ class StudyDrawer:
             raise DrawingError(f"the drawing process took over {timeout:.0f} s") from None
         if code != 0:
             raise DrawingError(f"the drawing process exited with {code}: {self._why()}")
-        found = json.loads((self.folder / _RESULT).read_text(encoding="utf-8"))
-        return DrawnStudy(self.folder, list(found["files"]), dict(found["skipped"]))
+        try:
+            found = json.loads((self.folder / _RESULT).read_text(encoding="utf-8"))
+            return DrawnStudy(self.folder, list(found["files"]), dict(found["skipped"]))
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            raise DrawingError(f"the drawing process left no result: {error}") from error
 
     def close(self) -> None:
         """Kill the process if it still runs; remove its files."""
