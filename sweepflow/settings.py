@@ -83,8 +83,9 @@ class Settings(BaseSettings):
     sweepflow_serve_worker_settings: str | None = None
     #: Prefect's home folder (its database, and the record of ``sweepflow server start``).
     prefect_home: Path = Path("~/.prefect")
-    #: What sweepflow keeps for any store to reuse (an empty, migrated MLflow SQLite store);
-    #: unset: ``$XDG_CACHE_HOME/sweepflow``, or ``~/.cache/sweepflow``.
+    #: What sweepflow keeps for any store or process to reuse (an empty, migrated MLflow SQLite
+    #: store; MLflow's map of installed packages); unset: ``$XDG_CACHE_HOME/sweepflow``, or
+    #: ``~/.cache/sweepflow``.
     sweepflow_cache_dir: Path | None = None
     #: The user's cache folder (the XDG base directory convention).
     xdg_cache_home: Path | None = None
@@ -113,7 +114,7 @@ class Settings(BaseSettings):
 
     @property
     def cache_dir(self) -> Path:
-        """The folder of what every store may reuse, made absolute."""
+        """The folder of what every store or process may reuse, made absolute."""
         if self.sweepflow_cache_dir is not None:
             return self.sweepflow_cache_dir.expanduser().resolve()
         base = self.xdg_cache_home or Path("~/.cache")

@@ -1,7 +1,7 @@
 """Test isolation: a temporary MLflow store and Optuna journal, one Prefect harness a session.
 
 Nothing here writes to the real ``mlruns/``: ``SWEEPFLOW_MLRUNS`` points the local store at a
-temporary folder (and ``SWEEPFLOW_CACHE_DIR`` the store template), and any tracking/storage URLs
+temporary folder (and ``SWEEPFLOW_CACHE_DIR`` the cache folder), and any tracking/storage URLs
 from the developer's shell are removed.
 """
 
