@@ -189,7 +189,7 @@ def test_unknown_study_plot_is_refused():
 @pytest.fixture
 def parent_run(request):
     """A sweep parent run in the temporary store, and the trials' shared context."""
-    from flows.sweep import steps
+    from flows.sweep.trial_steps import TrialContext
     from tracking import runs
     from tracking.store import connect, ensure_experiment, resolve_target
 
@@ -197,7 +197,7 @@ def parent_run(request):
     client = connect(target)
     experiment_id = ensure_experiment(client, f"plots-{request.node.name}", target)
     run_id = runs.start_sweep_run(client, experiment_id, run_name="sweep-p", params={}, tags={})
-    context = steps.TrialContext(
+    context = TrialContext(
         data_key="unused",
         target=target,
         experiment_id=experiment_id,
@@ -228,11 +228,11 @@ def prepared_from(features: pd.DataFrame, target: pd.Series):
 
 
 def test_log_plots_puts_model_and_study_plots_on_the_parent_run(fitted, parent_run):
-    from flows.sweep import steps
+    from flows.sweep import plot_steps
 
     client, context = parent_run
     model, features, target = fitted
-    report = steps.log_plots(model, make_study(6), prepared_from(features, target), context)
+    report = plot_steps.log_plots(model, make_study(6), prepared_from(features, target), context)
     run_id = context.parent_run_id
     model_files = {a.path for a in client.list_artifacts(run_id, "model")}
     assert model_files == {f"model/{name}.png" for name in plots.MODEL_PLOTS}
@@ -252,12 +252,12 @@ def test_log_plots_puts_model_and_study_plots_on_the_parent_run(fitted, parent_r
 
 
 def test_log_plots_reports_what_it_skipped(fitted, parent_run):
-    from flows.sweep import steps
+    from flows.sweep import plot_steps
 
     _, context = parent_run
     model, features, target = fitted
     one_class = target.where(target == 0, 0)
-    report = steps.log_plots(model, make_study(2), prepared_from(features, one_class), context)
+    report = plot_steps.log_plots(model, make_study(2), prepared_from(features, one_class), context)
     assert "both classes" in report.skipped["roc_curve"]
     assert "fANOVA" in report.skipped["param_importances"]
     assert {link.artifact_path for link in report.links} >= {
@@ -299,26 +299,27 @@ def test_a_drawer_that_died_leaves_the_study_plots_to_this_process(fitted, paren
     """Gone before it was handed the study, or killed while drawing: the plots are drawn and
     logged here all the same."""
     from churnml.plots.apart import StudyDrawer
-    from flows.sweep import steps
+    from flows.sweep import plot_steps
 
     client, context = parent_run
     model, features, target = fitted
     study = make_study(6)
     expected = {"optuna/study.html"} | {f"optuna/{name}.png" for name in plots.STUDY_PLOTS}
 
-    gone = steps.DrawerSlot()
+    gone = plot_steps.DrawerSlot()
     gone.drawer = StudyDrawer.start()
     gone.drawer._process.kill()
     gone.drawer._process.wait()
-    assert steps.hand_over_study(gone, study, context) is None
+    assert plot_steps.hand_over_study(gone, study, context) is None
     gone.close()
 
-    slot = steps.DrawerSlot()
+    slot = plot_steps.DrawerSlot()
     try:
-        killed = steps.hand_over_study(slot, study, context)  # started here if not yet
+        killed = plot_steps.hand_over_study(slot, study, context)  # started here if not yet
         assert killed is slot.drawer is not None
         killed._process.kill()
-        report = steps.log_plots(model, study, prepared_from(features, target), context, killed)
+        data = prepared_from(features, target)
+        report = plot_steps.log_plots(model, study, data, context, killed)
     finally:
         slot.close()
     logged = {a.path for a in client.list_artifacts(context.parent_run_id, "optuna")}
@@ -346,14 +347,14 @@ def test_a_drawing_process_when_the_trials_leave_a_core_free_once_one_ended(monk
     flow's start is over), and not left running after the sweep."""
     from churnml.config import SweepConfig
     from flows import runtime
-    from flows.sweep import steps
+    from flows.sweep import plot_steps
 
     monkeypatch.setattr("os.cpu_count", lambda: 2)
-    with steps.study_drawer(SweepConfig(parallel=2)) as slot:
+    with plot_steps.study_drawer(SweepConfig(parallel=2)) as slot:
         assert slot is None
-    with steps.study_drawer(SweepConfig(parallel=1, task_runner="dask")) as slot:
+    with plot_steps.study_drawer(SweepConfig(parallel=1, task_runner="dask")) as slot:
         assert slot is None
-    with steps.study_drawer(SweepConfig(parallel=1)) as slot:
+    with plot_steps.study_drawer(SweepConfig(parallel=1)) as slot:
         assert slot is not None
         runtime.report_progress(runtime.TrialProgress("s", 0, 4, None))
         assert slot.drawer is None

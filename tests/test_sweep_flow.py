@@ -11,7 +11,7 @@ from churnml import prepare
 from churnml.config import DataConfig, SweepConfig
 from churnml.digests import file_sha256, frame_digest
 from churnml.model import build_pipeline, fit_quietly
-from flows.sweep import steps, trial_steps
+from flows.sweep import plot_steps, trial_steps
 from flows.sweep.flow import SweepFailedError, SweepSummary, sweep
 from tracking import registry, tags
 from tracking.model_files import load_model_file
@@ -319,7 +319,7 @@ def test_a_plotting_failure_only_warns(monkeypatch, caplog):
     def broken(*args, **kwargs):
         raise RuntimeError("no pictures today")
 
-    monkeypatch.setattr(steps, "log_plots", broken)
+    monkeypatch.setattr(plot_steps, "log_plots", broken)
     state = sweep(config=small_config("e2e-no-plots", n_trials=2), return_state=True)
     assert state.is_completed()
     assert state.result().plots is None

@@ -4,10 +4,10 @@ skops -> plots -> record in Prefect -> finish tracking -> the version's model ca
 stop at the trial budget, or earlier by a stopping rule (a time budget, patience, a target).
 
 Each line is a task (``tasks.py``) or the trial loop (``trials.py``); the work is in plain
-functions (``steps.py``, ``trial_steps.py``). Trials run as mapped task runs on a thread pool
-(scikit-learn's forest releases the GIL, so threads use every core at ~10 ms overhead a task,
-against ~165 ms for processes), or on a Dask cluster with ``task_runner: dask``
-(``flows/runners.py``).
+functions (``steps.py``, ``trial_steps.py``, ``plot_steps.py``). Trials run as mapped task runs
+on a thread pool (scikit-learn's forest releases the GIL, so threads use every core at ~10 ms
+overhead a task, against ~165 ms for processes), or on a Dask cluster with
+``task_runner: dask`` (``flows/runners.py``).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from churnml.config import SweepConfig
 from flows import runners, runtime
-from flows.sweep import report, steps
+from flows.sweep import plot_steps, report, steps
 from flows.sweep.report import SweepSummary
 from flows.sweep.steps import SweepFailedError
 from flows.sweep.tasks import (
@@ -69,7 +69,7 @@ def sweep(config: SweepConfig = SweepConfig()) -> SweepSummary:  # noqa: B008 - 
     with (
         steps.failing_sweep_run(context),
         runtime.held(data_key),
-        steps.study_drawer(config) as drawer,  # a process, started on a core trials leave free
+        plot_steps.study_drawer(config) as drawer,  # a process, started on a core trials leave free
     ):
         study, plan = open_study(config, context, previous_study)
         runner = runners.trial_runner(config)
@@ -77,7 +77,7 @@ def sweep(config: SweepConfig = SweepConfig()) -> SweepSummary:  # noqa: B008 - 
             results, stop_reason = run_trials(
                 study, config, context, keeper, opened, started=started
             )
-        drawing = steps.hand_over_study(drawer, study, context)  # drawn while the rest goes on
+        drawing = plot_steps.hand_over_study(drawer, study, context)  # drawn while the rest goes on
         best = steps.pick_best(study, results)
         model, holdout = refit_and_evaluate(best, data_key, config.seed)
         # The plots need only the model and the study: drawn while the model is registered.

@@ -19,7 +19,7 @@ from churnml.config import SweepConfig
 from churnml.plots.apart import StudyDrawer
 from flows import preflight, runtime
 from flows.events import THIN, champion_payload, emit_champion
-from flows.sweep import report, steps, trial_steps
+from flows.sweep import plot_steps, report, steps, trial_steps
 from flows.sweep.trial_steps import TrialContext, TrialResult
 from sweepflow import settings
 from tracking import model_card, registry
@@ -146,7 +146,7 @@ def log_plots(
 ) -> PlotReport | None:
     """Log the model's and the study's plots on the parent run; a failure only warns."""
     try:
-        return steps.log_plots(model, study, data_of(context.data_key), context, drawer)
+        return plot_steps.log_plots(model, study, data_of(context.data_key), context, drawer)
     except Exception as error:  # a picture is never worth failing the sweep over
         get_run_logger().warning("plots not logged: %s: %s", type(error).__name__, error)
         return None
