@@ -5,15 +5,19 @@ from __future__ import annotations
 
 import json
 import os
+import pty
+import re
+import signal
 import subprocess
 import sys
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from cli import server
+from cli import server, warm
 from sweepflow.processes import free_port
 
 SWEEPFLOW = Path(sys.executable).parent / "sweepflow"
@@ -93,6 +97,8 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, di
         stopped = run(home, "server", "stop")
         assert stopped.returncode == 0, stopped.stdout + stopped.stderr
         assert not record or not alive(record["pid"])
+        assert not record or not alive(record["runner_pid"])
+        assert not record or not Path(record["runner_socket"]).parent.exists()
         assert not record_file.exists()
 
 
@@ -103,6 +109,7 @@ def test_start_records_a_server_that_answers_and_status_says_so(running):
     status = run(home, "server", "status")
     assert status.returncode == 0
     assert f"http://127.0.0.1:{record['port']}" in status.stdout
+    assert f"warm sweep process: running (pid {record['runner_pid']})" in status.stdout
     again = run(home, "server", "start")
     assert again.returncode == 0 and "already running" in again.stdout
 
@@ -138,6 +145,99 @@ def test_a_sweep_runs_on_the_running_server_and_links_its_ui(running):
     with urllib.request.urlopen(request, timeout=30) as response:
         messages = [log["message"] for log in json.load(response)]
     assert any("Finished in state Completed" in m for m in messages), messages[-5:]
+    # It ran in the warm process, which reported its exit status.
+    assert re.search(
+        r"pid \d+: sweep --rows 600 --trials 2 --parallel 1\n.*pid \d+: exit 0",
+        runner_log(home),
+        re.S,
+    )
+
+
+def runner_log(home: Path) -> str:
+    return (home / ".prefect" / warm.LOG_NAME).read_text()
+
+
+def in_a_terminal(home: Path, *args: str, **extra: str) -> tuple[int, str]:
+    """Run a sweepflow command with a terminal as its standard streams; its exit code and
+    what it wrote there."""
+    main, other = pty.openpty()
+    process = subprocess.Popen(
+        [str(SWEEPFLOW), *args],
+        env=environment(home, **extra),
+        cwd=home,
+        stdin=other,
+        stdout=other,
+        stderr=other,
+    )
+    os.close(other)
+    output = b""
+    while True:
+        try:
+            chunk = os.read(main, 65536)
+        except OSError:  # the terminal's last writer is gone
+            break
+        if not chunk:
+            break
+        output += chunk
+    os.close(main)
+    return process.wait(timeout=120), output.decode(errors="replace")
+
+
+@pytest.mark.slow
+def test_a_sweep_in_the_warm_process_writes_to_the_terminal_and_exits_with_its_status(running):
+    home, _ = running
+    before = runner_log(home)
+    code, output = in_a_terminal(home, "sweep", "--trials", "0")
+    assert code == 2
+    # The one-line error, in colour: the child took the command's terminal as its own.
+    assert "\x1b[1;31merror:\x1b[0m invalid sweep configuration" in output
+    assert "Traceback" not in output
+    assert runner_log(home).removeprefix(before).endswith("exit 2\n")
+
+
+@pytest.mark.slow
+def test_a_sweep_with_another_environment_runs_in_its_own_process(running):
+    home, _ = running
+    before = runner_log(home)
+    result = run(home, "sweep", "--trials", "0", OMP_NUM_THREADS="1")
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: invalid sweep configuration")
+    new = runner_log(home).removeprefix(before)
+    assert "refused a sweep (it runs in its own process): differs in OMP_NUM_THREADS" in new
+    assert "pid" not in new
+
+
+@pytest.mark.slow
+def test_ctrl_c_reaches_the_sweep_in_the_warm_process(running):
+    home, _ = running
+    before = runner_log(home)
+    process = subprocess.Popen(
+        [str(SWEEPFLOW), "sweep", "--rows", "20000", "--trials", "200", "--parallel", "1"],
+        env=environment(home),
+        cwd=home,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        child = None
+        while child is None and time.monotonic() < deadline:
+            found = re.search(
+                r"pid (\d+): sweep --rows 20000", runner_log(home).removeprefix(before)
+            )
+            child = int(found.group(1)) if found else None
+            time.sleep(0.2)
+        assert child is not None and alive(child)
+        time.sleep(3)  # into its trials
+        process.send_signal(signal.SIGINT)
+        code = process.wait(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert code != 0
+    assert not alive(child)
+    assert re.search(rf"pid {child}: exit -?\d+", runner_log(home))
 
 
 @pytest.mark.slow  # three sweepflow processes

@@ -1,0 +1,451 @@
+"""A warm sweep process kept beside the server of ``sweepflow server start``: later sweeps start
+without their imports.
+
+Before its first trial a ``sweepflow sweep`` spends ~4-5 s importing Prefect, MLflow,
+scikit-learn, skops and the flow (docs/benchmarks.md), every time. ``sweepflow server start``
+therefore also starts this runner (``python -m cli.warm SOCKET``): one process that has imported
+all of that once, and then waits on a Unix socket private to the user. The ``sweepflow sweep``
+console script, before importing anything heavy, hands its command to the runner
+(:func:`hand_over`): its arguments, environment, working folder and its three standard streams
+(passed as file descriptors, so the progress bar and colours reach the same terminal). The
+runner forks; the child becomes that command (its streams, folder and environment; Prefect's
+console logging and the consoles set up again) and runs it as the command would have run it;
+the runner reports the child's exit status, which the console script exits with. Ctrl-C and
+termination signals the console script gets are passed on to the child.
+
+A fork is only as good as what it inherits, so the runner refuses (and the command runs as
+usual, in its own process) whenever what it imported could differ from what the command would
+import: a different environment (variables read at import: Prefect's, MLflow's, Python's, the
+allocator's and thread pools', the locale, ``HOME``), different Prefect settings files in the
+working folder (``.env``, ``prefect.toml``, ``pyproject.toml``), or code changed on disk since
+it started (sweepflow's modules, an installed or removed package: it then exits, and the next
+``sweepflow server start`` starts a fresh one). Only the ``sweep`` command is handed over.
+``SWEEPFLOW_USE_RUNNING_SERVER=false`` turns the hand-over off with the server's use.
+
+Linux only (it needs ``SO_PEERCRED``); elsewhere, and whenever anything about the hand-over
+fails before the fork, the command runs in its own process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import signal
+import socket
+import struct
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+#: The commands handed to the runner.
+HANDED_OVER = ("sweep",)
+#: Environment variables read when the runner imports its modules; the command's must match.
+IMPORT_TIME_PREFIXES = (
+    "PREFECT_",
+    "MLFLOW_",
+    "PYTHON",
+    "MALLOC_",
+    "GLIBC_",
+    "OMP_",
+    "OPENBLAS_",
+    "MKL_",
+    "NUMEXPR_",
+    "SKLEARN_",
+    "JOBLIB_",
+    "LC_",
+)
+IMPORT_TIME_NAMES = ("HOME", "LANG", "TZ")
+#: Files in the working folder that Prefect reads its settings from.
+PREFECT_SETTINGS_FILES = (".env", "prefect.toml", "pyproject.toml")
+#: Seconds the console script waits to connect and to hear back before running the command
+#: itself (the runner answers in milliseconds; a runner that does not is not used).
+ANSWER_SECONDS = 5.0
+LOG_NAME = "sweepflow-runner.log"
+SOCKET_NAME = "runner.sock"
+
+#: The environment this process started with, before any command set its defaults
+#: (``cli.entry`` remembers it): what a runner started from here compares commands against.
+_environment_at_start: dict[str, str] | None = None
+
+
+def remember_environment() -> None:
+    """Keep the environment as it is now, before the command line sets its defaults."""
+    global _environment_at_start
+    _environment_at_start = dict(os.environ)
+
+
+def environment_at_start() -> dict[str, str]:
+    """The environment this process started with (or, not started as the console script, the
+    one it has now)."""
+    return dict(_environment_at_start if _environment_at_start is not None else os.environ)
+
+
+def identity(environ: Mapping[str, str], folder: Path) -> dict[str, Any]:
+    """What a warm process must share with a command to run it: the environment read at import
+    time and the Prefect settings files in the working folder (their sha256)."""
+    variables = {
+        name: value
+        for name, value in environ.items()
+        if name.startswith(IMPORT_TIME_PREFIXES) or name in IMPORT_TIME_NAMES
+    }
+    files = {}
+    for name in PREFECT_SETTINGS_FILES:
+        with contextlib.suppress(OSError):
+            files[name] = hashlib.sha256((folder / name).read_bytes()).hexdigest()
+    return {"environment": variables, "files": files}
+
+
+def differences(ours: Mapping[str, Any], theirs: Mapping[str, Any]) -> list[str]:
+    """What differs between two identities, by name (never the values: they may be secrets)."""
+    found = []
+    for part in ("environment", "files"):
+        a, b = ours.get(part, {}), theirs.get(part, {})
+        found += sorted(name for name in a.keys() | b.keys() if a.get(name) != b.get(name))
+    return found
+
+
+#: The folder sweepflow's packages are in.
+CODE_ROOT = Path(__file__).resolve().parent.parent
+
+
+def code_fingerprint(root: Path = CODE_ROOT) -> dict[str, list[int]]:
+    """The size and modification time of every module this process imported from ``root``
+    (sweepflow's code), and of the folders packages are installed in (an install or removal
+    changes them)."""
+    import site
+
+    files: set[str] = set()
+    for module in list(sys.modules.values()):
+        path = getattr(module, "__file__", None)
+        if path and str(Path(path).resolve()).startswith(str(root) + os.sep):
+            files.add(str(Path(path).resolve()))
+    files.update(p for p in (*site.getsitepackages(), site.getusersitepackages()) if p)
+    stamps = {}
+    for path in sorted(files):
+        try:
+            stat = os.stat(path)
+            stamps[path] = [stat.st_mtime_ns, stat.st_size]
+        except OSError:
+            stamps[path] = [0, -1]
+    return stamps
+
+
+# --------------------------------------------------------------------------- the console script
+
+
+def runner_socket() -> Path | None:
+    """The socket of the runner ``sweepflow server start`` recorded, if it should be used:
+    the lookup on, no ``PREFECT_API_URL`` of the user's own, and a runner recorded."""
+    from sweepflow import settings
+
+    if os.environ.get("PREFECT_API_URL"):
+        return None
+    try:
+        found = settings.current()
+    except settings.SettingsError:  # the command reports it
+        return None
+    if not found.sweepflow_use_running_server:
+        return None
+    home = found.prefect_home.expanduser().resolve()
+    try:
+        raw = json.loads((home / "sweepflow-server.json").read_text(encoding="utf-8"))
+        path = Path(raw["runner_socket"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return path if path.is_socket() else None
+
+
+def hand_over(arguments: list[str]) -> int | None:
+    """Run this command in the warm runner, if there is one that can run it; its exit code.
+
+    None when the command is not handed over (not a sweep, no runner, the runner refused or
+    cannot be reached): the caller runs it itself. Once the runner has forked, the command is
+    the child's: this process only passes signals on and waits for its exit status.
+    """
+    if not arguments or arguments[0] not in HANDED_OVER or not hasattr(socket, "SO_PEERCRED"):
+        return None
+    if any(arg in ("--help", "-h") for arg in arguments):
+        return None
+    path = runner_socket()
+    if path is None:
+        return None
+    request = {
+        "argv": [sys.argv[0], *arguments],
+        "environment": environment_at_start(),
+        "folder": os.getcwd(),
+        "streams": [
+            [stream.encoding, stream.errors] if stream else None
+            for stream in (sys.stdin, sys.stdout, sys.stderr)
+        ],
+    }
+    try:
+        connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        connection.settimeout(ANSWER_SECONDS)
+        connection.connect(str(path))
+        socket.send_fds(connection, [json.dumps(request).encode() + b"\n"], [0, 1, 2])
+        lines = _lines(connection)
+        answer = next(lines)
+    except (OSError, StopIteration, ValueError):
+        return None
+    if "pid" not in answer:  # refused: the command runs here
+        connection.close()
+        return None
+    return _wait_for(connection, lines, int(answer["pid"]))
+
+
+def _lines(connection: socket.socket) -> Iterator[dict[str, Any]]:
+    """The JSON lines the runner sends."""
+    buffer = b""
+    while True:
+        while b"\n" not in buffer:
+            chunk = connection.recv(65536)
+            if not chunk:
+                return
+            buffer += chunk
+        line, buffer = buffer.split(b"\n", 1)
+        yield json.loads(line)
+
+
+#: Signals the console script passes on to the command running in the runner.
+FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
+
+
+def _wait_for(connection: socket.socket, lines: Iterator[dict[str, Any]], pid: int) -> int:
+    def forward(number: int, _frame: Any) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, number)
+
+    for number in FORWARDED:
+        signal.signal(number, forward)
+    connection.settimeout(None)
+    try:
+        status = next(lines, None)
+    except (OSError, ValueError):
+        status = None
+    if status is None or "exit" not in status:
+        sys.stderr.write("error: the warm sweep process stopped without the sweep's exit status\n")
+        return 1
+    code = int(status["exit"])
+    return 128 - code if code < 0 else code  # killed by a signal: the shell's convention
+
+
+# --------------------------------------------------------------------------- the runner
+
+
+def serve(path: Path) -> socket.socket:
+    """Import what a sweep needs, then fork a child for every command handed over.
+
+    Returns only in a child: the connection it was forked for (the caller runs the command).
+    """
+    from cli.common import process_defaults
+
+    started_with = identity(os.environ, Path.cwd())
+    process_defaults()  # as a command does: the recorded server becomes PREFECT_API_URL
+    if not os.environ.get("PREFECT_API_URL"):
+        raise SystemExit("sweepflow runner: no running Prefect server found; not started")
+    _import_a_sweep()
+    import threading
+
+    if threading.active_count() != 1:  # a fork keeps only this thread: nothing may run beside it
+        names = [thread.name for thread in threading.enumerate()]
+        raise SystemExit(f"sweepflow runner: threads started while importing ({names})")
+    code = code_fingerprint()
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+    old_mask = os.umask(0o177)  # the socket: read and write for this user only
+    try:
+        listener.bind(str(path))
+    finally:
+        os.umask(old_mask)
+    listener.listen(16)
+    waiting: dict[int, socket.socket] = {}  # child pid -> the console script's connection
+    signal.signal(signal.SIGCHLD, lambda *_: _report_exits(waiting))
+    _log(f"ready on {path} (pid {os.getpid()})")
+    while True:
+        connection, _ = listener.accept()
+        try:
+            child = _take(connection, listener, waiting, started_with, code)
+        except Exception as error:  # one bad request never stops the runner
+            _log(f"request dropped: {error}")
+            connection.close()
+            continue
+        if child is not None:
+            return child
+
+
+def _import_a_sweep() -> None:
+    """Everything a sweep imports before its first trial, and what its end imports."""
+    import cli.main  # noqa: F401 - the command line
+    import flows.sweep.flow  # noqa: F401 - the flow and its tasks
+    from cli.sweep import import_end_of_run
+    from tracking.store import warm_model_logging
+
+    warm_model_logging()
+    import_end_of_run()
+
+
+def _log(message: str) -> None:
+    print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {message}", flush=True)
+
+
+def _peer_uid(connection: socket.socket) -> int:
+    credentials = connection.getsockopt(
+        socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i")
+    )
+    return struct.unpack("3i", credentials)[1]
+
+
+def _take(
+    connection: socket.socket,
+    listener: socket.socket,
+    waiting: dict[int, socket.socket],
+    started_with: dict[str, Any],
+    code: dict[str, list[int]],
+) -> socket.socket | None:
+    """Read one request; refuse it, or fork its child. Returns the connection in the child."""
+    connection.settimeout(ANSWER_SECONDS)
+    if _peer_uid(connection) != os.getuid():
+        raise PermissionError("a connection from another user")
+    data, fds, _, _ = socket.recv_fds(connection, 1 << 20, 3)
+    if not data and not fds:  # a probe: connected, sent nothing (``sweepflow server start``)
+        connection.close()
+        return None
+    try:
+        while not data.endswith(b"\n"):
+            chunk = connection.recv(1 << 20)
+            if not chunk:
+                raise ConnectionError("the request ended early")
+            data += chunk
+        request = json.loads(data)
+        if len(fds) != 3:
+            raise ValueError("the request did not pass its three standard streams")
+        if code_fingerprint() != code:
+            _answer(connection, {"refused": "code changed"})
+            _log("refused a sweep: sweepflow's code or the installed packages changed; exiting")
+            raise SystemExit(0)
+        theirs = identity(request["environment"], Path(request["folder"]))
+        changed = differences(started_with, theirs)
+        if changed:
+            _answer(connection, {"refused": "environment differs"})
+            _log(f"refused a sweep (it runs in its own process): differs in {', '.join(changed)}")
+            return None
+        # No exit is reaped before its console script has its child's pid, nor lost.
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD})
+        try:
+            pid = os.fork()
+            if pid == 0:
+                try:
+                    listener.close()
+                    for other in waiting.values():
+                        other.close()
+                    _become(request, fds)
+                except BaseException:  # never back into the runner's loop
+                    import traceback
+
+                    traceback.print_exc()
+                    os._exit(1)
+                return connection
+            waiting[pid] = connection
+            _answer(connection, {"pid": pid})
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGCHLD})
+        _log(f"pid {pid}: {' '.join(request['argv'][1:])}")
+        return None
+    finally:
+        for fd in fds:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
+def _answer(connection: socket.socket, message: dict[str, Any]) -> None:
+    with contextlib.suppress(OSError):
+        connection.sendall(json.dumps(message).encode() + b"\n")
+
+
+def _report_exits(waiting: dict[int, socket.socket]) -> None:
+    """Reap every child that ended and send its exit status to its console script."""
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        connection = waiting.pop(pid, None)
+        code = os.waitstatus_to_exitcode(status)
+        _log(f"pid {pid}: exit {code}")
+        if connection is not None:
+            _answer(connection, {"exit": code})
+            connection.close()
+
+
+def _become(request: dict[str, Any], fds: list[int]) -> None:
+    """In the child: take the command's streams, folder, environment and signals."""
+    for number in (signal.SIGCHLD, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
+        signal.signal(number, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    for target, fd in enumerate(fds):
+        os.dup2(fd, target)
+    os.chdir(request["folder"])
+    os.environ.clear()
+    os.environ.update(request["environment"])
+    sys.argv = list(request["argv"])
+    for stream, kind in zip((sys.stdin, sys.stdout, sys.stderr), request["streams"], strict=False):
+        if stream is not None and kind is not None:
+            with contextlib.suppress(Exception):
+                stream.reconfigure(encoding=kind[0], errors=kind[1], line_buffering=stream.isatty())
+    # What looked at the streams and the environment when the runner imported: again, now.
+    from prefect.logging.configuration import setup_logging
+
+    setup_logging(incremental=False)
+    from cli import common
+
+    for console in (common.console, common.errors):
+        console.__init__(stderr=console.stderr)  # type: ignore[misc] # colours, width, terminal
+
+
+def run_command() -> None:
+    """In the child: the command, as the console script runs it, ended the way it ends."""
+    from cli.common import end_process
+    from cli.main import app
+
+    try:
+        app()
+        code = 0
+    except SystemExit as done:
+        code = done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
+        if isinstance(done.code, str):
+            sys.stderr.write(done.code + "\n")
+    except BaseException:  # printed as Python would, then the exit status
+        import traceback
+
+        traceback.print_exc()
+        code = 1
+    end_process(code)
+
+
+def main() -> None:
+    """``python -m cli.warm SOCKET``: the runner (started by ``sweepflow server start``)."""
+    from sweepflow import memory
+
+    memory.configure_allocator(1)
+    path = Path(sys.argv[1])
+    try:
+        connection = serve(path)
+    finally:
+        if os.getpid() == _runner_pid:
+            with contextlib.suppress(OSError):
+                path.unlink()
+    connection.close()  # the runner reports the exit status; this child needs none of it
+    run_command()
+
+
+_runner_pid = os.getpid()
+
+if __name__ == "__main__":
+    main()
