@@ -164,12 +164,13 @@ class PeakMemory:
 
 
 @contextmanager
-def running_server(home: Path) -> Iterator[tuple[str, int, float]]:
+def running_server(home: Path) -> Iterator[tuple[str, int, float, int | None]]:
     """A Prefect server kept running the way users keep one: ``sweepflow server start`` (any
     free port) with its own PREFECT_HOME, where it records itself; ``sweepflow server stop``
     at the end.
 
-    Yields its API URL, its process id (for its memory) and how long it took to answer.
+    Yields its API URL, its process id (for its memory), how long it took to answer (its warm
+    sweep process ready too) and that process's id.
     """
     env = {**_worker_env(), "PREFECT_HOME": str(home)}
     home.mkdir(parents=True, exist_ok=True)
@@ -186,7 +187,12 @@ def running_server(home: Path) -> Iterator[tuple[str, int, float]]:
     took = time.time() - started
     try:
         record = json.loads((home / "sweepflow-server.json").read_text())
-        yield f"http://127.0.0.1:{record['port']}/api", int(record["pid"]), took
+        yield (
+            f"http://127.0.0.1:{record['port']}/api",
+            int(record["pid"]),
+            took,
+            record.get("runner_pid"),
+        )
     finally:
         subprocess.run(
             [sweepflow, "server", "stop"], env=env, cwd=REPO, stdout=subprocess.DEVNULL, timeout=60
@@ -215,6 +221,8 @@ class Sitting:
     server_home: Path | None = None
     server_url: str | None = None
     server_pid: int | None = None
+    #: The warm sweep process kept beside it (``cli/warm.py``).
+    runner_pid: int | None = None
     stores: dict[tuple[str, int, str], Path] = field(default_factory=dict)
     #: Every variant runs the same enqueued points, unpruned (``--same-trials``).
     same_trials: bool = False
@@ -267,6 +275,8 @@ def run_variant(
             env["PREFECT_API_URL"] = sitting.server_url
         else:  # the command finds the server `sweepflow server start` recorded there
             env["PREFECT_HOME"] = str(sitting.server_home)
+            if not variant.warm:
+                env["SWEEPFLOW_WARM_SWEEPS"] = "false"
     if variant.kind == "command":
         # The console script a user runs, as a user runs it; its config file holds the spec's
         # config (JSON is YAML).
@@ -287,6 +297,8 @@ def run_variant(
         roots["worker"] = process.pid
         if variant.prefect in ("server", "recorded") and sitting.server_pid is not None:
             roots["server"] = sitting.server_pid
+        if variant.prefect == "recorded" and variant.warm and sitting.runner_pid is not None:
+            roots["runner"] = sitting.runner_pid  # the sweep runs in a child of it
         try:
             with PeakMemory(roots) as memory:
                 # wait4: the CPU seconds of the process and every descendant it waited for
@@ -304,11 +316,24 @@ def run_variant(
     if variant.kind == "command":
         from bench.worker import journal_trials
 
-        result = {"trials": journal_trials(mlruns), "ended": exited_at}
+        # This command's trials (a second sweep's store holds the first one's too).
+        ours = [t for t in journal_trials(mlruns) if t["start"] >= spawned_at]
+        result = {"trials": ours, "ended": exited_at}
         if variant.prefect == "recorded" and sitting.server_url.removesuffix("/api") not in (
             log.read_text(errors="replace")
         ):
             raise RuntimeError(f"{tag}: the command did not use the running server; log {log}")
+        if variant.prefect == "recorded" and sitting.server_home is not None:
+            from cli.warm import LOG_NAME
+
+            handed = f"sweep --config {config_path}" in (
+                (sitting.server_home / LOG_NAME).read_text(errors="replace")
+            )
+            if handed != variant.warm:
+                raise RuntimeError(
+                    f"{tag}: the command {'did not run' if variant.warm else 'ran'} in the "
+                    f"warm process; see {sitting.server_home / LOG_NAME}"
+                )
     else:
         result = json.loads(spec_path.with_suffix(".result.json").read_text())
     trials = result["trials"]
@@ -345,10 +370,10 @@ def run_variant(
         whole=exited_at - spawned_at,
         whole_cpu=usage.ru_utime
         + usage.ru_stime
-        + (
-            memory.cpu_at(exited_at, "server") - memory.cpu_at(spawned_at, "server")
-            if "server" in roots
-            else 0.0
+        + sum(
+            memory.cpu_at(exited_at, name) - memory.cpu_at(spawned_at, name)
+            for name in ("server", "runner")
+            if name in roots
         ),
         extra={
             "best_value": result.get("best_value"),

@@ -27,6 +27,9 @@ class Variant:
     clear_cache: bool = False
     #: Trials of a second sweep: only its time to first trial is measured.
     trials: int | None = None
+    #: A command with the running server hands itself to its warm process (``cli/warm.py``);
+    #: False runs it in its own process, as before that process existed.
+    warm: bool = True
 
 
 VARIANTS = (
@@ -34,6 +37,10 @@ VARIANTS = (
     Variant("sweep-p1", "sweep", 1, "temporary"),
     Variant("command-p1", "command", 1, "temporary"),
     Variant("command-p1-server", "command", 1, "recorded"),
+    Variant("command-p1-server-cold", "command", 1, "recorded", warm=False),
+    # What a user's next sweep costs once `sweepflow server start` runs: a short sweep on the
+    # first command's store, handed to the warm process; timed from spawn to first trial.
+    Variant("second-warm", "command", 1, "recorded", "command-p1", trials=2),
     Variant("bare-p2", "bare", 2),
     Variant("sweep-p2", "sweep", 2, "temporary"),
     Variant("sweep-p2-server", "sweep", 2, "server"),

@@ -121,8 +121,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         with ExitStack() as stack:
             if any(v.prefect in ("server", "recorded") for v in variants):
                 home = Path(tmp) / "server-home"
-                url, pid, took = stack.enter_context(running_server(home))
+                url, pid, took, runner = stack.enter_context(running_server(home))
                 sitting.server_url, sitting.server_pid, sitting.server_home = url, pid, home
+                sitting.runner_pid = runner
                 facts["running_server_start_s"] = round(took, 2)
                 print(f"running Prefect server at {url} (answered after {took:.1f} s)")
             if not args.no_warm_up:

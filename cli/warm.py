@@ -20,7 +20,8 @@ allocator's and thread pools', the locale, ``HOME``), different Prefect settings
 working folder (``.env``, ``prefect.toml``, ``pyproject.toml``), or code changed on disk since
 it started (sweepflow's modules, an installed or removed package: it then exits, and the next
 ``sweepflow server start`` starts a fresh one). Only the ``sweep`` command is handed over.
-``SWEEPFLOW_USE_RUNNING_SERVER=false`` turns the hand-over off with the server's use.
+``SWEEPFLOW_WARM_SWEEPS=false`` turns the hand-over off (``SWEEPFLOW_USE_RUNNING_SERVER=false``
+too, with the server's use).
 
 Linux only (it needs ``SO_PEERCRED``); elsewhere, and whenever anything about the hand-over
 fails before the fork, the command runs in its own process.
@@ -148,7 +149,7 @@ def runner_socket() -> Path | None:
         found = settings.current()
     except settings.SettingsError:  # the command reports it
         return None
-    if not found.sweepflow_use_running_server:
+    if not (found.sweepflow_use_running_server and found.sweepflow_warm_sweeps):
         return None
     home = found.prefect_home.expanduser().resolve()
     try:

@@ -92,6 +92,9 @@ class Settings(BaseSettings):
     #: With no ``PREFECT_API_URL``, use the server ``sweepflow server start`` keeps running
     #: (when it answers) instead of starting a temporary one for each command.
     sweepflow_use_running_server: bool = True
+    #: With that server, hand a sweep to the warm process kept beside it (``cli/warm.py``);
+    #: false: the sweep runs in the command's own process.
+    sweepflow_warm_sweeps: bool = True
 
     @field_validator(
         "mlflow_tracking_uri",

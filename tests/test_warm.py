@@ -96,6 +96,9 @@ def test_no_runner_is_used_when_told_not_to_or_given_a_server(prefect_home, tmp_
         monkeypatch.setenv("SWEEPFLOW_USE_RUNNING_SERVER", "false")
         assert warm.runner_socket() is None
         monkeypatch.setenv("SWEEPFLOW_USE_RUNNING_SERVER", "true")
+        monkeypatch.setenv("SWEEPFLOW_WARM_SWEEPS", "false")
+        assert warm.runner_socket() is None
+        monkeypatch.setenv("SWEEPFLOW_WARM_SWEEPS", "true")
         monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:1/api")
         assert warm.runner_socket() is None
     finally:
