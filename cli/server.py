@@ -33,6 +33,7 @@ from typing import Annotated
 
 import typer
 
+from cli import warm
 from cli.common import LOCAL_SERVER_START_SECONDS, console, fail
 
 app = typer.Typer(
@@ -40,7 +41,7 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
-RECORD_NAME = "sweepflow-server.json"
+RECORD_NAME = warm.RECORD_NAME
 LOG_NAME = "sweepflow-server.log"
 DEFAULT_PORT = 4200
 HOST = "127.0.0.1"
@@ -234,8 +235,6 @@ def start_runner(record: ServerRecord, home: Path, *, timeout: float) -> ServerR
         RuntimeError: it exited or did not listen within ``timeout`` seconds (it is stopped,
             the server keeps running, and the message names its log).
     """
-    from cli import warm
-
     folder = Path(tempfile.mkdtemp(prefix="sweepflow-"))  # private (0700), and a short path
     path = folder / warm.SOCKET_NAME
     log = home / warm.LOG_NAME
@@ -329,11 +328,12 @@ def start(
         int,
         typer.Option(help="Port on 127.0.0.1; when taken, a free one is used. 0: any free port."),
     ] = DEFAULT_PORT,
-    warm: Annotated[
+    keep_warm: Annotated[
         bool,
         typer.Option(
+            "--warm/--no-warm",
             help="Also keep a process with a sweep's imports done, which later sweeps start "
-            "in (cli/warm.py): ~4 s sooner each."
+            "in (cli/warm.py): ~4 s sooner each.",
         ),
     ] = True,
 ) -> None:
@@ -359,7 +359,7 @@ def start(
         highlight=False,
         soft_wrap=True,
     )
-    if not warm:
+    if not keep_warm:
         return
     try:
         record = start_runner(record, home, timeout=float(LOCAL_SERVER_START_SECONDS))

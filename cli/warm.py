@@ -33,6 +33,7 @@ import contextlib
 import hashlib
 import json
 import os
+import selectors
 import signal
 import socket
 import struct
@@ -65,6 +66,8 @@ PREFECT_SETTINGS_FILES = (".env", "prefect.toml", "pyproject.toml")
 #: Seconds the console script waits to connect and to hear back before running the command
 #: itself (the runner answers in milliseconds; a runner that does not is not used).
 ANSWER_SECONDS = 5.0
+#: The record ``sweepflow server start`` leaves in the Prefect home (``cli/server.py``).
+RECORD_NAME = "sweepflow-server.json"
 LOG_NAME = "sweepflow-runner.log"
 SOCKET_NAME = "runner.sock"
 
@@ -153,7 +156,7 @@ def runner_socket() -> Path | None:
         return None
     home = found.prefect_home.expanduser().resolve()
     try:
-        raw = json.loads((home / "sweepflow-server.json").read_text(encoding="utf-8"))
+        raw = json.loads((home / RECORD_NAME).read_text(encoding="utf-8"))
         path = Path(raw["runner_socket"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
@@ -227,11 +230,23 @@ def _wait_for(connection: socket.socket, lines: Iterator[dict[str, Any]], pid: i
         status = next(lines, None)
     except (OSError, ValueError):
         status = None
-    if status is None or "exit" not in status:
+    if status is None or "exit" not in status:  # the runner itself was stopped
+        while _exists(pid):  # the sweep still writes to this terminal: not before it ends
+            time.sleep(0.2)
         sys.stderr.write("error: the warm sweep process stopped without the sweep's exit status\n")
         return 1
     code = int(status["exit"])
     return 128 - code if code < 0 else code  # killed by a signal: the shell's convention
+
+
+def _exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 # --------------------------------------------------------------------------- the runner
@@ -246,9 +261,12 @@ def serve(path: Path) -> socket.socket:
 
     started_with = identity(os.environ, Path.cwd())
     process_defaults()  # as a command does: the recorded server becomes PREFECT_API_URL
-    if not os.environ.get("PREFECT_API_URL"):
+    api_url = os.environ.get("PREFECT_API_URL")
+    if not api_url:
         raise SystemExit("sweepflow runner: no running Prefect server found; not started")
     _import_a_sweep()
+    learned = Learned(_learned_file())
+    learned.import_modules(learned.read())
     import threading
 
     if threading.active_count() != 1:  # a fork keeps only this thread: nothing may run beside it
@@ -265,18 +283,41 @@ def serve(path: Path) -> socket.socket:
         os.umask(old_mask)
     listener.listen(16)
     waiting: dict[int, socket.socket] = {}  # child pid -> the console script's connection
-    signal.signal(signal.SIGCHLD, lambda *_: _report_exits(waiting))
+    # One thread, no signal handlers: the listener and each child's pidfd (readable once it
+    # has exited) are watched together; without pidfds, ended children are looked for twice
+    # a second.
+    selector = selectors.DefaultSelector()
+    selector.register(listener, selectors.EVENT_READ)
     _log(f"ready on {path} (pid {os.getpid()})")
     while True:
-        connection, _ = listener.accept()
-        try:
-            child = _take(connection, listener, waiting, started_with, code)
-        except Exception as error:  # one bad request never stops the runner
-            _log(f"request dropped: {error}")
-            connection.close()
-            continue
-        if child is not None:
-            return child
+        ready = selector.select(timeout=None if _HAS_PIDFD else 0.5)
+        if not _HAS_PIDFD:
+            _report_exits(waiting)
+        for key, _ in ready:
+            if key.fileobj is not listener:  # a child's pidfd: it ended
+                selector.unregister(key.fileobj)
+                os.close(key.fd)
+                _report_exits(waiting, key.data)
+                if learned.take_from(path.parent, key.data):
+                    code = code_fingerprint()  # the modules just imported are watched too
+                continue
+            connection, _ = listener.accept()
+            try:
+                child = _take(connection, listener, waiting, (started_with, code, api_url))
+                if isinstance(child, socket.socket):
+                    learned.report_at_exit(path.parent)
+            except Exception as error:  # one bad request never stops the runner
+                _log(f"request dropped: {error}")
+                connection.close()
+                continue
+            if isinstance(child, socket.socket):  # in the child: the runner's fds are not its own
+                for other in selector.get_map().values():
+                    if other.fileobj is not listener:
+                        os.close(other.fd)
+                selector.close()
+                return child
+            if child is not None and _HAS_PIDFD:
+                selector.register(os.pidfd_open(child), selectors.EVENT_READ, child)
 
 
 def _import_a_sweep() -> None:
@@ -288,6 +329,94 @@ def _import_a_sweep() -> None:
 
     warm_model_logging()
     import_end_of_run()
+
+
+class Learned:
+    """Modules sweeps imported that the runner had not (a store's database layer, a backend's
+    client, a plot's image format): each child lists them at its exit, and the runner imports
+    them before its next fork, so the next sweep finds them imported. Kept in the cache folder
+    for the next runner. A module whose import fails is skipped; one whose import starts a
+    thread is not kept, and the runner stops (a fork keeps only the thread that forks)."""
+
+    def __init__(self, file: Path | None) -> None:
+        self.file = file
+
+    def read(self) -> list[str]:
+        if self.file is None:
+            return []
+        try:
+            names = json.loads(self.file.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return []
+        return [name for name in names if isinstance(name, str)]
+
+    def import_modules(self, names: list[str]) -> bool:
+        """Import ``names`` not imported yet; True when any was. Raises SystemExit when an
+        import started a thread (after keeping the others)."""
+        import importlib
+        import threading
+
+        kept = set(self.read())
+        imported = False
+        threads = threading.active_count()
+        for name in sorted(set(names) - set(sys.modules)):
+            try:
+                importlib.import_module(name)
+            except BaseException:  # a module meant for another context: skipped
+                continue
+            if threading.active_count() > threads:
+                self._keep(kept)
+                raise SystemExit(f"sweepflow runner: importing {name} started a thread; exiting")
+            kept.add(name)
+            imported = True
+        self._keep(kept)
+        return imported
+
+    def _keep(self, names: set[str]) -> None:
+        if self.file is None:
+            return
+        with contextlib.suppress(OSError):
+            self.file.parent.mkdir(parents=True, exist_ok=True)
+            partial = self.file.with_suffix(f".{os.getpid()}.tmp")
+            partial.write_text(json.dumps(sorted(names)), encoding="utf-8")
+            partial.replace(self.file)
+
+    @staticmethod
+    def report_at_exit(folder: Path) -> None:
+        """In a child: at its exit, list the modules it imported beyond the runner's."""
+        import atexit
+
+        had = frozenset(sys.modules)
+
+        def report() -> None:
+            new = sorted(name for name in set(sys.modules) - had if not name.startswith("__"))
+            with contextlib.suppress(OSError):
+                (folder / f"imports-{os.getpid()}.json").write_text(json.dumps(new))
+
+        atexit.register(report)
+
+    def take_from(self, folder: Path, pid: int) -> bool:
+        """Import what the child ``pid`` listed; True when anything was imported."""
+        listed = folder / f"imports-{pid}.json"
+        try:
+            names = json.loads(listed.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return False
+        finally:
+            listed.unlink(missing_ok=True)
+        return self.import_modules([name for name in names if isinstance(name, str)])
+
+
+def _learned_file() -> Path | None:
+    """Where the modules sweeps import are kept, per Python environment."""
+    from sweepflow import settings
+
+    try:
+        folder = settings.current().cache_dir
+    except settings.SettingsError:
+        return None
+    environment = hashlib.sha256(sys.prefix.encode()).hexdigest()[:12]
+    return folder / f"warm-modules-{environment}.json"
 
 
 def _log(message: str) -> None:
@@ -305,10 +434,14 @@ def _take(
     connection: socket.socket,
     listener: socket.socket,
     waiting: dict[int, socket.socket],
-    started_with: dict[str, Any],
-    code: dict[str, list[int]],
-) -> socket.socket | None:
-    """Read one request; refuse it, or fork its child. Returns the connection in the child."""
+    started: tuple[dict[str, Any], dict[str, list[int]], str],
+) -> socket.socket | int | None:
+    """Read one request; refuse it (None), or fork its child: its pid in the runner, the
+    connection in the child. ``started``: the runner's identity, code fingerprint and
+    Prefect API, from its start."""
+    from cli.server import answers
+
+    started_with, code, api_url = started
     connection.settimeout(ANSWER_SECONDS)
     if _peer_uid(connection) != os.getuid():
         raise PermissionError("a connection from another user")
@@ -335,28 +468,27 @@ def _take(
             _answer(connection, {"refused": "environment differs"})
             _log(f"refused a sweep (it runs in its own process): differs in {', '.join(changed)}")
             return None
-        # No exit is reaped before its console script has its child's pid, nor lost.
-        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD})
-        try:
-            pid = os.fork()
-            if pid == 0:
-                try:
-                    listener.close()
-                    for other in waiting.values():
-                        other.close()
-                    _become(request, fds)
-                except BaseException:  # never back into the runner's loop
-                    import traceback
+        if not answers(api_url):  # the command then starts a temporary server of its own
+            _answer(connection, {"refused": "no server"})
+            _log(f"refused a sweep (it runs in its own process): {api_url} does not answer")
+            return None
+        pid = os.fork()
+        if pid == 0:
+            try:
+                listener.close()
+                for other in waiting.values():
+                    other.close()
+                _become(request, fds)
+            except BaseException:  # never back into the runner's loop
+                import traceback
 
-                    traceback.print_exc()
-                    os._exit(1)
-                return connection
-            waiting[pid] = connection
-            _answer(connection, {"pid": pid})
-        finally:
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGCHLD})
+                traceback.print_exc()
+                os._exit(1)
+            return connection
+        waiting[pid] = connection
+        _answer(connection, {"pid": pid})
         _log(f"pid {pid}: {' '.join(request['argv'][1:])}")
-        return None
+        return pid
     finally:
         for fd in fds:
             with contextlib.suppress(OSError):
@@ -368,18 +500,19 @@ def _answer(connection: socket.socket, message: dict[str, Any]) -> None:
         connection.sendall(json.dumps(message).encode() + b"\n")
 
 
-def _report_exits(waiting: dict[int, socket.socket]) -> None:
-    """Reap every child that ended and send its exit status to its console script."""
-    while True:
+def _report_exits(waiting: dict[int, socket.socket], pid: int | None = None) -> None:
+    """Reap the child ``pid`` (or every child that ended) and send its exit status to its
+    console script."""
+    for child in [pid] if pid is not None else list(waiting):
         try:
-            pid, status = os.waitpid(-1, os.WNOHANG)
+            ended, status = os.waitpid(child, os.WNOHANG)
         except ChildProcessError:
-            return
-        if pid == 0:
-            return
-        connection = waiting.pop(pid, None)
+            continue
+        if ended != child:
+            continue
+        connection = waiting.pop(child, None)
         code = os.waitstatus_to_exitcode(status)
-        _log(f"pid {pid}: exit {code}")
+        _log(f"pid {child}: exit {code}")
         if connection is not None:
             _answer(connection, {"exit": code})
             connection.close()
@@ -387,7 +520,7 @@ def _report_exits(waiting: dict[int, socket.socket]) -> None:
 
 def _become(request: dict[str, Any], fds: list[int]) -> None:
     """In the child: take the command's streams, folder, environment and signals."""
-    for number in (signal.SIGCHLD, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
+    for number in (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
         signal.signal(number, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.default_int_handler)
     for target, fd in enumerate(fds):
@@ -447,6 +580,17 @@ def main() -> None:
 
 
 _runner_pid = os.getpid()
+
+
+def _pidfd_works() -> bool:
+    try:
+        os.close(os.pidfd_open(os.getpid()))
+    except (AttributeError, OSError):  # before Linux 5.3, or not Linux
+        return False
+    return True
+
+
+_HAS_PIDFD = _pidfd_works()
 
 if __name__ == "__main__":
     main()

@@ -36,6 +36,7 @@ def environment(home: Path, **extra: str) -> dict[str, str]:
     env |= {
         "PREFECT_HOME": str(home / ".prefect"),
         "SWEEPFLOW_MLRUNS": str(home / "mlruns"),
+        "SWEEPFLOW_CACHE_DIR": str(home / "cache"),
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
     }
     return env | extra
@@ -145,7 +146,17 @@ def test_a_sweep_runs_on_the_running_server_and_links_its_ui(running):
     with urllib.request.urlopen(request, timeout=30) as response:
         messages = [log["message"] for log in json.load(response)]
     assert any("Finished in state Completed" in m for m in messages), messages[-5:]
-    # It ran in the warm process, which reported its exit status.
+    # It ran in the warm process, which reported its exit status, and then imported what the
+    # sweep imported beyond it (MLflow's database layer, say): the next sweep finds it there.
+    learned = next((home / "cache").glob("warm-modules-*.json"), None)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and (
+        learned is None or "sqlalchemy_store" not in learned.read_text()
+    ):
+        time.sleep(0.2)
+        learned = next((home / "cache").glob("warm-modules-*.json"), None)
+    assert learned is not None
+    assert "mlflow.store.tracking.sqlalchemy_store" in json.loads(learned.read_text())
     assert re.search(
         r"pid \d+: sweep --rows 600 --trials 2 --parallel 1\n.*pid \d+: exit 0",
         runner_log(home),

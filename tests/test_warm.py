@@ -103,3 +103,47 @@ def test_no_runner_is_used_when_told_not_to_or_given_a_server(prefect_home, tmp_
         assert warm.runner_socket() is None
     finally:
         listener.close()
+
+
+def _package(root: Path, name: str, body: str = "") -> None:
+    (root / name).mkdir()
+    (root / name / "__init__.py").write_text(body)
+
+
+def test_modules_sweeps_imported_are_imported_and_kept_for_the_next_runner(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(tmp_path))
+    _package(tmp_path, "learnt_one")
+    _package(tmp_path, "learnt_broken", "raise ImportError('meant for another context')")
+    folder = tmp_path / "runner"
+    folder.mkdir()
+    (folder / "imports-123.json").write_text(json.dumps(["learnt_one", "learnt_broken"]))
+    learned = warm.Learned(tmp_path / "cache" / "warm-modules.json")
+    try:
+        assert learned.take_from(folder, 123)
+        assert "learnt_one" in sys.modules and "learnt_broken" not in sys.modules
+        assert not (folder / "imports-123.json").exists()
+        assert learned.read() == ["learnt_one"]  # what failed to import is not kept
+        assert not learned.take_from(folder, 123)  # nothing listed (any more)
+    finally:
+        sys.modules.pop("learnt_one", None)
+
+
+def test_a_module_that_starts_a_thread_stops_the_runner_and_is_not_kept(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(tmp_path))
+    _package(tmp_path, "learnt_calm")
+    _package(
+        tmp_path,
+        "learnt_threaded",
+        "import threading\nSTOP = threading.Event()\n"
+        "threading.Thread(target=STOP.wait, daemon=True).start()\n",
+    )
+    learned = warm.Learned(tmp_path / "warm-modules.json")
+    try:
+        with pytest.raises(SystemExit, match="learnt_threaded started a thread"):
+            learned.import_modules(["learnt_calm", "learnt_threaded"])
+        assert learned.read() == ["learnt_calm"]
+    finally:
+        threaded = sys.modules.pop("learnt_threaded", None)
+        if threaded is not None:
+            threaded.STOP.set()
+        sys.modules.pop("learnt_calm", None)

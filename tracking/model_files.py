@@ -42,12 +42,18 @@ def _skops() -> skops.io:
     return skops.io
 
 
+#: Deflate's fastest level: a forest's file was written in half the time of level 6, and came
+#: out ~25% larger (4.0 MiB against 3.3; 18 MiB uncompressed). It is written at the end of
+#: every sweep, while the user waits.
+COMPRESS_LEVEL = 1
+
+
 def save_model_file(model: Any, path: str | Path) -> str:
     """Write ``model`` as a compressed skops file (atomically) and return its sha256."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + ".partial")
-    _skops().dump(model, partial, compression=zipfile.ZIP_DEFLATED, compresslevel=6)
+    _skops().dump(model, partial, compression=zipfile.ZIP_DEFLATED, compresslevel=COMPRESS_LEVEL)
     os.replace(partial, path)
     return file_sha256(path)
 
