@@ -18,7 +18,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -97,37 +96,33 @@ def read_record(home: Path | None = None) -> ServerRecord | None:
         return None
 
 
-def _runs(pid: int, *words: bytes) -> bool:
-    """The process ``pid`` is alive, ours, and its command line holds every word."""
+def _command_of(pid: int) -> list[bytes] | None:
+    """The command line of the live process ``pid`` of this user (empty where there is no
+    /proc, as on macOS); None when there is no such process, or it is someone else's."""
     try:
         os.kill(pid, 0)
-    except (ProcessLookupError, PermissionError):
-        return False
+    except (ProcessLookupError, PermissionError):  # gone, or not ours to use or stop
+        return None
     try:
-        command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except OSError:  # no /proc (macOS): the pid is alive
-        return True
-    return all(word in command for word in words)
-
-
-def _is_our_runner(record: ServerRecord) -> bool:
-    """The record's warm sweep process is alive (not a recycled pid)."""
-    return record.runner_pid is not None and _runs(record.runner_pid, b"-m", b"cli.warm")
+        return Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:  # no /proc: the pid is alive, the health check decides
+        return []
 
 
 def _is_our_server(pid: int) -> bool:
     """The process ``pid`` is alive and is a ``prefect server start`` (not a recycled pid)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, but someone else's: not ours to use or stop
-        return False
-    try:
-        command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except OSError:  # no /proc (macOS): the pid is alive, the health check decides
-        return True
+    command = _command_of(pid)
+    if not command:
+        return command is not None
     return b"server" in command and any(part.endswith(b"prefect") for part in command)
+
+
+def _is_our_runner(record: ServerRecord) -> bool:
+    """The record's warm sweep process is alive (not a recycled pid)."""
+    command = None if record.runner_pid is None else _command_of(record.runner_pid)
+    if not command:
+        return command is not None
+    return b"-m" in command and b"cli.warm" in command
 
 
 def answers(url: str, timeout: float = PROBE_SECONDS) -> bool:
@@ -281,8 +276,13 @@ def stop_runner(record: ServerRecord) -> bool:
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline and _alive(record.runner_pid):
             time.sleep(0.1)
-    if record.runner_socket:
-        shutil.rmtree(Path(record.runner_socket).parent, ignore_errors=True)
+    if record.runner_socket:  # its socket and what its sweeps left, then the folder if empty
+        path = Path(record.runner_socket)
+        for left in [path, *path.parent.glob("imports-*.json")]:
+            with suppress(OSError):
+                left.unlink()
+        with suppress(OSError):
+            path.parent.rmdir()
     return running
 
 
@@ -342,6 +342,9 @@ def start(
     record = read_record(home)
     if record is not None and _is_our_server(record.pid):
         console.print(f"already running: {record.ui_url} (pid {record.pid})", highlight=False)
+        if keep_warm and not _is_our_runner(record):  # gone (the code changed, say): again
+            stop_runner(record)
+            _keep_warm(record, home)
         return
     chosen = port
     if port == 0 or not _port_is_free(port):
@@ -359,8 +362,12 @@ def start(
         highlight=False,
         soft_wrap=True,
     )
-    if not keep_warm:
-        return
+    if keep_warm:
+        _keep_warm(record, home)
+
+
+def _keep_warm(record: ServerRecord, home: Path) -> None:
+    """Start the warm sweep process beside the server and say so (or why not)."""
     try:
         record = start_runner(record, home, timeout=float(LOCAL_SERVER_START_SECONDS))
     except RuntimeError as error:

@@ -84,7 +84,8 @@ class Settings(BaseSettings):
     #: Prefect's home folder (its database, and the record of ``sweepflow server start``).
     prefect_home: Path = Path("~/.prefect")
     #: What sweepflow keeps for any store or process to reuse (an empty, migrated MLflow SQLite
-    #: store; MLflow's map of installed packages); unset: ``$XDG_CACHE_HOME/sweepflow``, or
+    #: store; MLflow's map of installed packages; the modules sweeps import, for the warm
+    #: process of ``cli/warm.py``); unset: ``$XDG_CACHE_HOME/sweepflow``, or
     #: ``~/.cache/sweepflow``.
     sweepflow_cache_dir: Path | None = None
     #: The user's cache folder (the XDG base directory convention).

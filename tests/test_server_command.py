@@ -203,7 +203,7 @@ def test_a_sweep_in_the_warm_process_writes_to_the_terminal_and_exits_with_its_s
     # The one-line error, in colour: the child took the command's terminal as its own.
     assert "\x1b[1;31merror:\x1b[0m invalid sweep configuration" in output
     assert "Traceback" not in output
-    assert runner_log(home).removeprefix(before).endswith("exit 2\n")
+    assert re.search(r"pid \d+: exit 2\n", runner_log(home).removeprefix(before))
 
 
 @pytest.mark.slow
@@ -282,3 +282,27 @@ def test_a_record_naming_a_process_that_is_not_a_prefect_server_is_not_used(tmp_
 def test_a_damaged_record_reads_as_none(tmp_path):
     (tmp_path / server.RECORD_NAME).write_text("{not json")
     assert server.read_record(tmp_path) is None
+
+
+@pytest.mark.slow
+def test_server_start_again_brings_back_a_warm_process_that_is_gone(running):
+    home, _ = running
+    before = server.read_record(home / ".prefect")
+    assert before is not None and before.runner_pid is not None
+    os.kill(before.runner_pid, signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while alive(before.runner_pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    status = run(home, "server", "status")
+    assert "warm sweep process: not running" in status.stdout
+    # A sweep meanwhile runs in its own process (nobody listens on the socket).
+    assert run(home, "sweep", "--trials", "0").returncode == 2
+    again = run(home, "server", "start")
+    assert again.returncode == 0
+    assert "already running" in again.stdout and "Warm sweep process ready" in again.stdout
+    after = server.read_record(home / ".prefect")
+    assert after.pid == before.pid and after.runner_pid not in (None, before.runner_pid)
+    assert not Path(before.runner_socket).parent.exists()
+    logged = runner_log(home)
+    assert run(home, "sweep", "--trials", "0").returncode == 2
+    assert re.search(r"pid \d+: exit 2\n", runner_log(home).removeprefix(logged))

@@ -6,7 +6,6 @@ wraps :func:`execute_trial`.
 
 from __future__ import annotations
 
-import functools
 import math
 import os
 import socket
@@ -15,7 +14,6 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -125,10 +123,7 @@ def execute_trial(
     scoring raises is logged FAILED and the error propagates, so the caller marks it failed.
     """
     client = client_for(context.target)
-    # The child run is made while the first fold fits (~13 ms of database writes a trial with
-    # a local store, taken off the trial's path); its id is needed only to finish it.
-    opening = _run_opener().submit(
-        runs.start_trial_run,
+    run_id = runs.start_trial_run(
         client,
         context.experiment_id,
         parent_run_id=context.parent_run_id,
@@ -157,7 +152,6 @@ def execute_trial(
     except optuna.TrialPruned as pruned:
         scores = list(getattr(pruned, "partial_scores", []))
         elapsed = time.perf_counter() - started
-        run_id = opening.result()
         runs.finish_trial_run(
             client,
             run_id,
@@ -178,9 +172,7 @@ def execute_trial(
         )
     except Exception as error:
         if is_transient(error):
-            wait([opening])  # made (or not) before the retry looks for it
             raise  # the task retries; the run stays RUNNING until the retry reuses it
-        run_id = opening.result()
         runs.finish_trial_run(
             client,
             run_id,
@@ -190,7 +182,6 @@ def execute_trial(
             error=f"{type(error).__name__}: {error}",
         )
         raise
-    run_id = opening.result()
     if not math.isfinite(result.mean_auc):
         runs.finish_trial_run(
             client,
@@ -218,12 +209,6 @@ def execute_trial(
         run_id=run_id,
         worker=worker_name(),
     )
-
-
-@functools.cache
-def _run_opener() -> ThreadPoolExecutor:
-    """Threads that make trials' child runs beside their scoring (started when first used)."""
-    return ThreadPoolExecutor(max_workers=8, thread_name_prefix="trial-run-open")
 
 
 def worker_name() -> str:
