@@ -8,8 +8,13 @@ own temporary MLflow store and Optuna journal:
 - ``sweep-p1``, ``sweep-p2``: the sweep flow with full tracking (what ``sweepflow sweep`` does:
   data check, then the flow, which starts a temporary Prefect server);
 - ``sweep-p2-server``: the same flow against an already-running ``prefect server start``;
+- ``command-p1``, ``command-p1-server``, ``command-p1-server-cold``: the ``sweepflow sweep``
+  console script, spawn to exit: with a temporary server; with the server of ``sweepflow server
+  start`` and its warm process (``cli/warm.py``); with that server, in its own process;
 - ``second-nocache``, ``second-cached``: a second, short sweep on ``sweep-p2``'s store, without
-  and with the data cache, for the time to first trial.
+  and with the data cache, for the time to first trial;
+- ``second-warm``: a second, short sweep on ``command-p1``'s store, in the warm process: its
+  first trial from spawn, against the fresh command's.
 
 Variants of one repetition run back to back and alternate bare and sweep, so a change in the
 machine's load hits both; ratios are taken within a repetition, then the median across
