@@ -34,6 +34,7 @@ import typer
 
 from cli import warm
 from cli.common import LOCAL_SERVER_START_SECONDS, console, fail
+from sweepflow.processes import alive
 
 app = typer.Typer(
     help="A Prefect server kept running in the background for sweepflow's commands.",
@@ -274,7 +275,7 @@ def stop_runner(record: ServerRecord) -> bool:
         with suppress(ProcessLookupError):
             os.kill(record.runner_pid, signal.SIGTERM)
         deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and _alive(record.runner_pid):
+        while time.monotonic() < deadline and alive(record.runner_pid):
             time.sleep(0.1)
     if record.runner_socket:  # its socket and what its sweeps left, then the folder if empty
         path = Path(record.runner_socket)
@@ -299,27 +300,13 @@ def stop_server(record: ServerRecord, home: Path, timeout: float = 20) -> bool:
         with suppress(ProcessLookupError):
             os.killpg(record.pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and _alive(record.pid):
+        while time.monotonic() < deadline and alive(record.pid):
             time.sleep(0.2)
-        if _alive(record.pid):
+        if alive(record.pid):
             with suppress(ProcessLookupError):
                 os.killpg(record.pid, signal.SIGKILL)
     record_path(home).unlink(missing_ok=True)
     return stopped
-
-
-def _alive(pid: int) -> bool:
-    """``pid`` is still running (a zombie of ours is reaped and counts as gone)."""
-    with suppress(ChildProcessError):
-        if os.waitpid(pid, os.WNOHANG)[0] == pid:
-            return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 @app.command("start")

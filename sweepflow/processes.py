@@ -18,6 +18,21 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
+def alive(pid: int) -> bool:
+    """``pid`` is still running: a child of this process that ended is reaped and counts as
+    gone; another user's process counts as running."""
+    with suppress(ChildProcessError):
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
