@@ -15,11 +15,12 @@ termination signals the console script gets are passed on to the child.
 
 A fork is only as good as what it inherits, so the runner refuses (and the command runs as
 usual, in its own process) whenever what it imported could differ from what the command would
-import: a different environment (variables read at import: Prefect's, MLflow's, Python's, the
-allocator's and thread pools', the locale, ``HOME``), different Prefect settings files in the
-working folder (``.env``, ``prefect.toml``, ``pyproject.toml``), or code changed on disk since
-it started (sweepflow's modules, an installed or removed package: it then exits, and the next
-``sweepflow server start`` starts a fresh one). Only the ``sweep`` command is handed over.
+import: another Python or checkout, a different environment (variables read at import:
+Prefect's, MLflow's, Python's, the allocator's and thread pools', the locale, ``HOME``),
+different Prefect settings files in the working folder (``.env``, ``prefect.toml``,
+``pyproject.toml``), or code changed on disk since it started (sweepflow's modules, an
+installed or removed package: it then exits, and the next ``sweepflow server start`` starts a
+fresh one); and when its server does not answer. Only the ``sweep`` command is handed over.
 ``SWEEPFLOW_WARM_SWEEPS=false`` turns the hand-over off (``SWEEPFLOW_USE_RUNNING_SERVER=false``
 too, with the server's use).
 
@@ -116,6 +117,12 @@ def differences(ours: Mapping[str, Any], theirs: Mapping[str, Any]) -> list[str]
 CODE_ROOT = Path(__file__).resolve().parent.parent
 
 
+def _interpreter() -> list[str]:
+    """The Python and the checkout a process runs: a command and its warm process share both
+    (another virtual environment or checkout with the same Prefect home does not)."""
+    return [sys.executable, str(CODE_ROOT)]
+
+
 def code_fingerprint(root: Path = CODE_ROOT) -> dict[str, list[int]]:
     """The size and modification time of every module this process imported from the packages
     in ``root`` (sweepflow's code), and of the folders packages are installed in (an install
@@ -183,6 +190,7 @@ def hand_over(arguments: list[str]) -> int | None:
         "argv": [sys.argv[0], *arguments],
         "environment": environment_at_start(),
         "folder": os.getcwd(),
+        "interpreter": _interpreter(),
         "streams": [
             [stream.encoding, stream.errors] if stream else None
             for stream in (sys.stdin, sys.stdout, sys.stderr)
@@ -458,6 +466,10 @@ def _take(
             _answer(connection, {"refused": "code changed"})
             _log("refused a sweep: sweepflow's code or the installed packages changed; exiting")
             raise SystemExit(0)
+        if request.get("interpreter") != _interpreter():
+            _answer(connection, {"refused": "another interpreter"})
+            _log("refused a sweep (it runs in its own process): another Python or checkout")
+            return None
         theirs = identity(request["environment"], Path(request["folder"]))
         changed = differences(started_with, theirs)
         if changed:

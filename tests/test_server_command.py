@@ -8,6 +8,7 @@ import os
 import pty
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -306,3 +307,24 @@ def test_server_start_again_brings_back_a_warm_process_that_is_gone(running):
     logged = runner_log(home)
     assert run(home, "sweep", "--trials", "0").returncode == 2
     assert re.search(r"pid \d+: exit 2\n", runner_log(home).removeprefix(logged))
+
+
+@pytest.mark.slow
+def test_a_sweep_from_another_python_or_checkout_is_refused(running):
+    home, _ = running
+    current = server.read_record(home / ".prefect")
+    request = {
+        "argv": ["sweepflow", "sweep", "--trials", "0"],
+        "environment": environment(home),
+        "folder": str(home),
+        "interpreter": ["/elsewhere/bin/python", "/elsewhere/checkout"],
+        "streams": [None, None, None],
+    }
+    before = runner_log(home)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as connection:
+        connection.settimeout(30)
+        connection.connect(current.runner_socket)
+        socket.send_fds(connection, [json.dumps(request).encode() + b"\n"], [0, 1, 2])
+        answer = connection.recv(4096)
+    assert json.loads(answer) == {"refused": "another interpreter"}
+    assert "another Python or checkout" in runner_log(home).removeprefix(before)
