@@ -462,23 +462,25 @@ def _take(
         request = json.loads(data)
         if len(fds) != 3:
             raise ValueError("the request did not pass its three standard streams")
+        # Each refusal is logged before it is answered: the log says why by the time the
+        # command hears it.
         if code_fingerprint() != code:
-            _answer(connection, {"refused": "code changed"})
             _log("refused a sweep: sweepflow's code or the installed packages changed; exiting")
+            _answer(connection, {"refused": "code changed"})
             raise SystemExit(0)
         if request.get("interpreter") != _interpreter():
-            _answer(connection, {"refused": "another interpreter"})
             _log("refused a sweep (it runs in its own process): another Python or checkout")
+            _answer(connection, {"refused": "another interpreter"})
             return None
         theirs = identity(request["environment"], Path(request["folder"]))
         changed = differences(started_with, theirs)
         if changed:
-            _answer(connection, {"refused": "environment differs"})
             _log(f"refused a sweep (it runs in its own process): differs in {', '.join(changed)}")
+            _answer(connection, {"refused": "environment differs"})
             return None
         if not answers(api_url):  # the command then starts a temporary server of its own
-            _answer(connection, {"refused": "no server"})
             _log(f"refused a sweep (it runs in its own process): {api_url} does not answer")
+            _answer(connection, {"refused": "no server"})
             return None
         pid = os.fork()
         if pid == 0:
@@ -494,8 +496,8 @@ def _take(
                 os._exit(1)
             return connection
         waiting[pid] = connection
-        _answer(connection, {"pid": pid})
         _log(f"pid {pid}: {' '.join(request['argv'][1:])}")
+        _answer(connection, {"pid": pid})
         return pid
     finally:
         for fd in fds:

@@ -211,7 +211,9 @@ def test_a_sweep_in_the_warm_process_writes_to_the_terminal_and_exits_with_its_s
 def test_a_sweep_with_another_environment_runs_in_its_own_process(running):
     home, _ = running
     before = runner_log(home)
-    result = run(home, "sweep", "--trials", "0", OMP_NUM_THREADS="1")
+    # A value the warm process did not start with (the session may have set one already).
+    threads = "13" if environment(home).get("OMP_NUM_THREADS") != "13" else "7"
+    result = run(home, "sweep", "--trials", "0", OMP_NUM_THREADS=threads)
     assert result.returncode == 2
     assert result.stderr.startswith("error: invalid sweep configuration")
     new = runner_log(home).removeprefix(before)
