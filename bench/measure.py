@@ -186,13 +186,12 @@ def running_server(home: Path) -> Iterator[tuple[str, int, float, int | None]]:
     )
     took = time.time() - started
     try:
-        record = json.loads((home / "sweepflow-server.json").read_text())
-        yield (
-            f"http://127.0.0.1:{record['port']}/api",
-            int(record["pid"]),
-            took,
-            record.get("runner_pid"),
-        )
+        from cli.record import read_record
+
+        record = read_record(home)
+        if record is None:
+            raise RuntimeError(f"sweepflow server start left no record in {home}")
+        yield record.api_url, record.pid, took, record.runner_pid
     finally:
         subprocess.run(
             [sweepflow, "server", "stop"], env=env, cwd=REPO, stdout=subprocess.DEVNULL, timeout=60
@@ -221,7 +220,7 @@ class Sitting:
     server_home: Path | None = None
     server_url: str | None = None
     server_pid: int | None = None
-    #: The warm sweep process kept beside it (``cli/warm.py``).
+    #: The warm sweep process kept beside it (``cli/warm/``).
     runner_pid: int | None = None
     stores: dict[tuple[str, int, str], Path] = field(default_factory=dict)
     #: Every variant runs the same enqueued points, unpruned (``--same-trials``).

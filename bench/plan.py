@@ -27,7 +27,7 @@ class Variant:
     clear_cache: bool = False
     #: Trials of a second sweep: only its time to first trial is measured.
     trials: int | None = None
-    #: A command with the running server hands itself to its warm process (``cli/warm.py``);
+    #: A command with the running server hands itself to its warm process (``cli/warm/``);
     #: False runs it in its own process, as before that process existed.
     warm: bool = True
 

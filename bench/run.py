@@ -10,7 +10,7 @@ own temporary MLflow store and Optuna journal:
 - ``sweep-p2-server``: the same flow against an already-running ``prefect server start``;
 - ``command-p1``, ``command-p1-server``, ``command-p1-server-cold``: the ``sweepflow sweep``
   console script, spawn to exit: with a temporary server; with the server of ``sweepflow server
-  start`` and its warm process (``cli/warm.py``); with that server, in its own process;
+  start`` and its warm process (``cli/warm/``); with that server, in its own process;
 - ``second-nocache``, ``second-cached``: a second, short sweep on ``sweep-p2``'s store, without
   and with the data cache, for the time to first trial;
 - ``second-warm``: a second, short sweep on ``command-p1``'s store, in the warm process: its

@@ -1,5 +1,5 @@
 """The ``sweepflow`` console script (and ``python -m cli``): a sweep goes to the warm process
-``sweepflow server start`` keeps, when there is one that can run it (``cli/warm.py``).
+``sweepflow server start`` keeps, when there is one that can run it (``cli/warm/``).
 Otherwise the allocator is set up before any import starts a thread (NumPy's BLAS starts its
 own): one arena, large blocks given back when freed; then the app runs. A sweep raises the
 arena cap to its trials at once (``sweepflow.memory``)."""
@@ -12,9 +12,10 @@ def main() -> None:
     import sys
 
     from cli import warm
+    from cli.warm import client
 
     warm.remember_environment()
-    code = warm.hand_over(sys.argv[1:])  # a sweep, to the warm process of `server start`
+    code = client.hand_over(sys.argv[1:])  # a sweep, to the warm process of `server start`
     if code is not None:
         sys.exit(code)
     from sweepflow import memory

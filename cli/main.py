@@ -6,7 +6,8 @@
 - ``serving/cli.py``: ``serve``;
 - ``cli/misc.py``: ``notifications``, ``generate-data``;
 - ``cli/server.py``: ``server start|stop|status`` (a Prefect server kept running);
-- ``cli/warm.py``: the warm process kept beside it, which sweeps start in (``cli/entry.py``
+- ``cli/record.py``: the record ``server start`` leaves, read by every later command;
+- ``cli/warm/``: the warm process kept beside it, which sweeps start in (``cli/entry.py``
   hands a sweep to it);
 - ``cli/common.py``: what they share (consoles, one-line errors, process defaults).
 """

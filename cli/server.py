@@ -16,7 +16,6 @@ is used: a port that merely answers is not trusted.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import signal
 import socket
@@ -26,7 +25,6 @@ import tempfile
 import time
 import urllib.request
 from contextlib import suppress
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
@@ -34,6 +32,14 @@ import typer
 
 from cli import warm
 from cli.common import LOCAL_SERVER_START_SECONDS, console, fail
+from cli.record import (
+    HOST,
+    ServerRecord,
+    prefect_home,
+    read_record,
+    record_path,
+    write_record,
+)
 from sweepflow.processes import alive
 
 app = typer.Typer(
@@ -41,60 +47,10 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
-RECORD_NAME = warm.RECORD_NAME
 LOG_NAME = "sweepflow-server.log"
 DEFAULT_PORT = 4200
-HOST = "127.0.0.1"
 #: How long a command waits for the recorded server's health check before it starts its own.
 PROBE_SECONDS = 1.0
-
-
-@dataclass(frozen=True)
-class ServerRecord:
-    """What ``sweepflow server start`` wrote about the server it started."""
-
-    pid: int
-    port: int
-    prefect_home: str
-    started: float
-    #: The warm sweep process beside it (``cli/warm.py``), when one was started.
-    runner_pid: int | None = None
-    runner_socket: str | None = None
-
-    @property
-    def api_url(self) -> str:
-        return f"http://{HOST}:{self.port}/api"
-
-    @property
-    def ui_url(self) -> str:
-        return f"http://{HOST}:{self.port}"
-
-
-def prefect_home() -> Path:
-    """Prefect's home folder, as Prefect will resolve it (``PREFECT_HOME`` or ``~/.prefect``)."""
-    from sweepflow import settings
-
-    return settings.current().prefect_home.expanduser().resolve()
-
-
-def record_path(home: Path | None = None) -> Path:
-    return (home or prefect_home()) / RECORD_NAME
-
-
-def read_record(home: Path | None = None) -> ServerRecord | None:
-    """The record of the server ``sweepflow server start`` left running, or None."""
-    try:
-        raw = json.loads(record_path(home).read_text(encoding="utf-8"))
-        return ServerRecord(
-            pid=int(raw["pid"]),
-            port=int(raw["port"]),
-            prefect_home=str(raw["prefect_home"]),
-            started=float(raw["started"]),
-            runner_pid=int(raw["runner_pid"]) if raw.get("runner_pid") else None,
-            runner_socket=str(raw["runner_socket"]) if raw.get("runner_socket") else None,
-        )
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
 
 
 def _command_of(pid: int) -> list[bytes] | None:
@@ -207,7 +163,7 @@ def start_server(home: Path, port: int, *, timeout: float) -> ServerRecord:
             start_new_session=True,  # outlives this command; stop takes its whole group
         )
     record = ServerRecord(pid=process.pid, port=port, prefect_home=str(home), started=time.time())
-    record_path(home).write_text(json.dumps(record.__dict__), encoding="utf-8")
+    write_record(record, home)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -225,7 +181,7 @@ def start_server(home: Path, port: int, *, timeout: float) -> ServerRecord:
 def start_runner(record: ServerRecord, home: Path, *, timeout: float) -> ServerRecord:
     """Start the warm sweep process (``python -m cli.warm``) beside the running server, record
     it, and wait until it listens. It gets the environment and working folder this command
-    started with: the sweeps it runs must have the same (``cli/warm.py``).
+    started with: the sweeps it runs must have the same (``cli/warm/``).
 
     Raises:
         RuntimeError: it exited or did not listen within ``timeout`` seconds (it is stopped,
@@ -244,7 +200,7 @@ def start_runner(record: ServerRecord, home: Path, *, timeout: float) -> ServerR
             start_new_session=True,
         )
     record = dataclasses.replace(record, runner_pid=process.pid, runner_socket=str(path))
-    record_path(home).write_text(json.dumps(record.__dict__), encoding="utf-8")
+    write_record(record, home)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -254,7 +210,7 @@ def start_runner(record: ServerRecord, home: Path, *, timeout: float) -> ServerR
         time.sleep(0.2)
     stop_runner(record)
     record = dataclasses.replace(record, runner_pid=None, runner_socket=None)
-    record_path(home).write_text(json.dumps(record.__dict__), encoding="utf-8")
+    write_record(record, home)
     raise RuntimeError(f"the warm sweep process did not start; see {log}")
 
 
@@ -320,7 +276,7 @@ def start(
         typer.Option(
             "--warm/--no-warm",
             help="Also keep a process with a sweep's imports done, which later sweeps start "
-            "in (cli/warm.py): ~4 s sooner each.",
+            "in (cli/warm/): ~4 s sooner each.",
         ),
     ] = True,
 ) -> None:

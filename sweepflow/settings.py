@@ -85,7 +85,7 @@ class Settings(BaseSettings):
     prefect_home: Path = Path("~/.prefect")
     #: What sweepflow keeps for any store or process to reuse (an empty, migrated MLflow SQLite
     #: store; MLflow's map of installed packages; the modules sweeps import, for the warm
-    #: process of ``cli/warm.py``); unset: ``$XDG_CACHE_HOME/sweepflow``, or
+    #: process of ``cli/warm/``); unset: ``$XDG_CACHE_HOME/sweepflow``, or
     #: ``~/.cache/sweepflow``.
     sweepflow_cache_dir: Path | None = None
     #: The user's cache folder (the XDG base directory convention).
@@ -93,7 +93,7 @@ class Settings(BaseSettings):
     #: With no ``PREFECT_API_URL``, use the server ``sweepflow server start`` keeps running
     #: (when it answers) instead of starting a temporary one for each command.
     sweepflow_use_running_server: bool = True
-    #: With that server, hand a sweep to the warm process kept beside it (``cli/warm.py``);
+    #: With that server, hand a sweep to the warm process kept beside it (``cli/warm/``);
     #: false: the sweep runs in the command's own process.
     sweepflow_warm_sweeps: bool = True
 

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from cli import server, warm
+from cli.record import RECORD_NAME
 from sweepflow.processes import free_port
 
 SWEEPFLOW = Path(sys.executable).parent / "sweepflow"
@@ -89,7 +90,7 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, di
     home = tmp_path_factory.mktemp("server-home")
     port = free_port()
     started = run(home, "server", "start", "--port", str(port))
-    record_file = home / ".prefect" / server.RECORD_NAME
+    record_file = home / ".prefect" / RECORD_NAME
     record = json.loads(record_file.read_text()) if record_file.exists() else {}
     try:
         assert started.returncode == 0, started.stdout + started.stderr
@@ -266,7 +267,7 @@ def test_a_stale_record_is_ignored_and_status_says_not_running(tmp_path):
     home.mkdir()
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    (home / server.RECORD_NAME).write_text(
+    (home / RECORD_NAME).write_text(
         json.dumps({"pid": dead.pid, "port": free_port(), "prefect_home": str(home), "started": 0})
     )
     assert found_by_a_command(tmp_path) == "none"
@@ -274,13 +275,13 @@ def test_a_stale_record_is_ignored_and_status_says_not_running(tmp_path):
     assert status.returncode == 3 and "not running" in status.stdout
     stop = run(tmp_path, "server", "stop")
     assert stop.returncode == 0 and "no longer running" in stop.stdout
-    assert not (home / server.RECORD_NAME).exists()
+    assert not (home / RECORD_NAME).exists()
 
 
 def test_a_record_naming_a_process_that_is_not_a_prefect_server_is_not_used(tmp_path):
     home = tmp_path / ".prefect"
     home.mkdir()
-    (home / server.RECORD_NAME).write_text(
+    (home / RECORD_NAME).write_text(
         json.dumps({"pid": os.getpid(), "port": free_port(), "prefect_home": "x", "started": 0})
     )
     assert found_by_a_command(tmp_path) == "none"
@@ -289,7 +290,7 @@ def test_a_record_naming_a_process_that_is_not_a_prefect_server_is_not_used(tmp_
 
 
 def test_a_damaged_record_reads_as_none(tmp_path):
-    (tmp_path / server.RECORD_NAME).write_text("{not json")
+    (tmp_path / RECORD_NAME).write_text("{not json")
     assert server.read_record(tmp_path) is None
 
 

@@ -1,4 +1,4 @@
-"""The warm sweep process's rules, without a server (``cli/warm.py``); the process itself, with
+"""The warm sweep process's rules, without a server (``cli/warm/``); the process itself, with
 a real server and real sweeps handed to it, is tested in ``test_server_command.py``."""
 
 from __future__ import annotations
@@ -12,23 +12,25 @@ from pathlib import Path
 
 import pytest
 
-from cli import warm
+from cli.record import RECORD_NAME
+from cli.warm import client, matching
+from cli.warm.learned import Learned
 
 
 def test_identity_holds_what_imports_read_and_differences_name_no_values(tmp_path):
     base = {"PREFECT_HOME": "/h", "HOME": "/root", "LANG": "C.UTF-8", "OMP_NUM_THREADS": "2"}
-    ours = warm.identity(base | {"SWEEPFLOW_MLRUNS": "/a", "TERM": "xterm"}, tmp_path)
+    ours = matching.identity(base | {"SWEEPFLOW_MLRUNS": "/a", "TERM": "xterm"}, tmp_path)
     # What sweepflow reads at run time, and the terminal, may differ from sweep to sweep.
-    assert ours == warm.identity(base | {"SWEEPFLOW_MLRUNS": "/b", "COLUMNS": "80"}, tmp_path)
-    theirs = warm.identity(base | {"OMP_NUM_THREADS": "1", "MLFLOW_X": "secret"}, tmp_path)
-    assert warm.differences(ours, theirs) == ["MLFLOW_X", "OMP_NUM_THREADS"]
-    assert "secret" not in " ".join(warm.differences(ours, theirs))
+    assert ours == matching.identity(base | {"SWEEPFLOW_MLRUNS": "/b", "COLUMNS": "80"}, tmp_path)
+    theirs = matching.identity(base | {"OMP_NUM_THREADS": "1", "MLFLOW_X": "secret"}, tmp_path)
+    assert matching.differences(ours, theirs) == ["MLFLOW_X", "OMP_NUM_THREADS"]
+    assert "secret" not in " ".join(matching.differences(ours, theirs))
 
 
 def test_prefect_settings_files_in_the_working_folder_are_part_of_the_identity(tmp_path):
-    before = warm.identity({}, tmp_path)
+    before = matching.identity({}, tmp_path)
     (tmp_path / "prefect.toml").write_text("[logging]\nlevel = 'DEBUG'\n")
-    assert warm.differences(before, warm.identity({}, tmp_path)) == ["prefect.toml"]
+    assert matching.differences(before, matching.identity({}, tmp_path)) == ["prefect.toml"]
 
 
 def test_the_code_fingerprint_changes_when_an_imported_module_changes(tmp_path, monkeypatch):
@@ -39,12 +41,12 @@ def test_the_code_fingerprint_changes_when_an_imported_module_changes(tmp_path, 
     monkeypatch.syspath_prepend(str(tmp_path))
     importlib.import_module("warmprobe")
     try:
-        before = warm.code_fingerprint(tmp_path)
+        before = matching.code_fingerprint(tmp_path)
         assert str(module.resolve()) in before
-        assert warm.code_fingerprint(tmp_path) == before
+        assert matching.code_fingerprint(tmp_path) == before
         stat = module.stat()
         os.utime(module, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
-        assert warm.code_fingerprint(tmp_path) != before
+        assert matching.code_fingerprint(tmp_path) != before
     finally:
         sys.modules.pop("warmprobe", None)
 
@@ -52,7 +54,7 @@ def test_the_code_fingerprint_changes_when_an_imported_module_changes(tmp_path, 
 def _record_runner(home: Path, path: Path) -> None:
     home.mkdir(parents=True, exist_ok=True)
     record = {"pid": 1, "port": 1, "prefect_home": str(home), "started": 0}
-    (home / "sweepflow-server.json").write_text(json.dumps(record | {"runner_socket": str(path)}))
+    (home / RECORD_NAME).write_text(json.dumps(record | {"runner_socket": str(path)}))
 
 
 @pytest.fixture
@@ -70,9 +72,9 @@ def test_only_a_sweep_is_handed_over(prefect_home, tmp_path):
     listener.listen(1)
     _record_runner(prefect_home, tmp_path / "r.sock")
     try:
-        assert warm.runner_socket() == tmp_path / "r.sock"
+        assert client.runner_socket() == tmp_path / "r.sock"
         for arguments in ([], ["score"], ["server", "status"], ["sweep", "--help"]):
-            assert warm.hand_over(arguments) is None
+            assert client.hand_over(arguments) is None
         listener.settimeout(0.2)
         with pytest.raises(TimeoutError):
             listener.accept()  # none of them connected
@@ -85,7 +87,7 @@ def test_a_runner_that_is_gone_leaves_the_sweep_to_run_itself(prefect_home, tmp_
     gone.bind(str(tmp_path / "r.sock"))  # the file stays; nobody listens on it
     gone.close()
     _record_runner(prefect_home, tmp_path / "r.sock")
-    assert warm.hand_over(["sweep", "--trials", "1"]) is None
+    assert client.hand_over(["sweep", "--trials", "1"]) is None
 
 
 def test_no_runner_is_used_when_told_not_to_or_given_a_server(prefect_home, tmp_path, monkeypatch):
@@ -94,13 +96,13 @@ def test_no_runner_is_used_when_told_not_to_or_given_a_server(prefect_home, tmp_
     _record_runner(prefect_home, tmp_path / "r.sock")
     try:
         monkeypatch.setenv("SWEEPFLOW_USE_RUNNING_SERVER", "false")
-        assert warm.runner_socket() is None
+        assert client.runner_socket() is None
         monkeypatch.setenv("SWEEPFLOW_USE_RUNNING_SERVER", "true")
         monkeypatch.setenv("SWEEPFLOW_WARM_SWEEPS", "false")
-        assert warm.runner_socket() is None
+        assert client.runner_socket() is None
         monkeypatch.setenv("SWEEPFLOW_WARM_SWEEPS", "true")
         monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:1/api")
-        assert warm.runner_socket() is None
+        assert client.runner_socket() is None
     finally:
         listener.close()
 
@@ -117,7 +119,7 @@ def test_modules_sweeps_imported_are_imported_and_kept_for_the_next_runner(tmp_p
     folder = tmp_path / "runner"
     folder.mkdir()
     (folder / "imports-123.json").write_text(json.dumps(["learnt_one", "learnt_broken"]))
-    learned = warm.Learned(tmp_path / "cache" / "warm-modules.json")
+    learned = Learned(tmp_path / "cache" / "warm-modules.json")
     try:
         assert learned.take_from(folder, 123)
         assert "learnt_one" in sys.modules and "learnt_broken" not in sys.modules
@@ -137,7 +139,7 @@ def test_a_module_that_starts_a_thread_stops_the_runner_and_is_not_kept(tmp_path
         "import threading\nSTOP = threading.Event()\n"
         "threading.Thread(target=STOP.wait, daemon=True).start()\n",
     )
-    learned = warm.Learned(tmp_path / "warm-modules.json")
+    learned = Learned(tmp_path / "warm-modules.json")
     try:
         with pytest.raises(SystemExit, match="learnt_threaded started a thread"):
             learned.import_modules(["learnt_calm", "learnt_threaded"])
